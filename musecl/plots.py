@@ -1,0 +1,108 @@
+"""Figures shared by the notebooks: region maps, image samples, correlation heatmaps. Saving goes through `save_figure`."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from musecl.data.schema import REGION_ID
+from musecl.storage import atomic_path
+
+if TYPE_CHECKING:
+    import matplotlib.figure
+
+    from musecl.data import CityBundle
+
+LAND_USE_LATENTS = ("commercial", "residential", "green", "water")
+
+
+def save_figure(fig: "matplotlib.figure.Figure", path: str | Path, dpi: int = 110) -> Path:
+    """Save a figure atomically as PNG (metadata stripped so identical figures give identical bytes)."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight", metadata={"Software": None})
+    return path
+
+
+def region_maps(
+    bundle: "CityBundle", values: pd.DataFrame, ncols: int = 3, cmap: str = "viridis", title: str | None = None
+) -> "matplotlib.figure.Figure":
+    """One map per column of `values` (indexed by region id): the regions coloured by the value, with the boundary."""
+    import matplotlib.pyplot as plt
+
+    regions = bundle.regions().set_index(REGION_ID)
+    boundary = bundle.boundary()
+    columns = list(values.columns)
+    nrows = int(np.ceil(len(columns) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 4.0 * nrows), squeeze=False)
+    for ax, column in zip(axes.flat, columns):
+        frame = regions.join(values[[column]], how="inner")
+        frame.plot(column=column, ax=ax, cmap=cmap, legend=True, linewidth=0.1, edgecolor="white",
+                   legend_kwds={"shrink": 0.7})
+        boundary.boundary.plot(ax=ax, color="black", linewidth=0.6)
+        ax.set_title(column)
+        ax.set_axis_off()
+    for ax in list(axes.flat)[len(columns):]:
+        ax.set_axis_off()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def land_use_examples(bundle: "CityBundle", n_street_views: int = 3) -> "matplotlib.figure.Figure":
+    """For each land-use type, the region where that latent dominates most: its tile and a few street views."""
+    import matplotlib.pyplot as plt
+
+    from musecl.data.regions import assign_points_to_regions
+
+    latents = bundle.latents()
+    if latents is None:
+        raise ValueError(f"{bundle.root}: no latents table; land-use examples need a synthetic city")
+    types = [t for t in LAND_USE_LATENTS if t in latents.columns]
+    share = latents[types].div(latents[types].sum(axis=1) + 1e-9, axis=0)
+    rs = bundle.remote_sensing().set_index(REGION_ID)
+    sv = bundle.street_view()
+    sv[REGION_ID] = assign_points_to_regions(sv["lon"], sv["lat"], latents.index, bundle.h3_resolution)
+    fig, axes = plt.subplots(len(types), 1 + n_street_views, figsize=(2.6 * (1 + n_street_views), 2.6 * len(types)),
+                             squeeze=False)
+    for row, land_use in zip(axes, types):
+        region = share[land_use].idxmax()
+        tiles = rs.loc[[region], "path"]
+        row[0].imshow(bundle.image(tiles.iloc[0]))
+        row[0].set_title(f"{land_use}\nremote sensing", fontsize=9)
+        views = sv.loc[sv[REGION_ID] == region, "path"].head(n_street_views).tolist()
+        for ax, path in zip(row[1:], views):
+            ax.imshow(bundle.image(path))
+            ax.set_title("street view", fontsize=9)
+        for ax in row:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.tight_layout()
+    return fig
+
+
+def correlation_heatmap(table: pd.DataFrame, title: str = "") -> "matplotlib.figure.Figure":
+    """Pearson correlations between the columns of `table`, annotated."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    fig, ax = plt.subplots(figsize=(1.0 + 0.8 * table.shape[1], 0.8 + 0.7 * table.shape[1]))
+    sns.heatmap(table.corr(), annot=True, fmt=".2f", vmin=-1, vmax=1, cmap="RdBu_r", ax=ax, square=True)
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def write_table(table: pd.DataFrame, path_stem: str | Path, float_format: str = "{:.4g}") -> tuple[Path, Path]:
+    """Write a table as Markdown (`.md`) and LaTeX (`.tex`) next to each other, atomically."""
+    path_stem = Path(path_stem)
+    formatted = table.map(lambda v: float_format.format(v) if isinstance(v, (float, np.floating)) else v)
+    md, tex = path_stem.with_suffix(".md"), path_stem.with_suffix(".tex")
+    with atomic_path(md) as tmp:
+        tmp.write_text(formatted.to_markdown() + "\n")
+    with atomic_path(tex) as tmp:
+        tmp.write_text(formatted.to_latex(escape=True) + "\n")
+    return md, tex

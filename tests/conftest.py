@@ -1,0 +1,61 @@
+"""Shared fixtures. `tiny_pipeline` runs the numbered notebooks on the tiny configuration, each at most once."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from musecl.config import deep_merge, repo_root
+
+ROOT = repo_root(Path(__file__).parent)
+
+# Pipeline order: running a notebook first runs every earlier one that has not run yet in this test session.
+NOTEBOOK_ORDER = [
+    "01_data_preparation",
+]
+
+
+class TinyPipeline:
+    """The numbered notebooks executed on the tiny configuration, with every output under one temporary folder."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        tiny = yaml.safe_load((ROOT / "tests" / "tiny_params.yaml").read_text()) or {}
+        paths = {key: str(workdir / key) for key in ("bundle", "work", "models", "reports")}
+        self.overrides: dict[str, Any] = deep_merge(tiny, {"paths": paths})
+        self.executed: dict[str, Path] = {}
+
+    @property
+    def paths(self) -> dict[str, Path]:
+        return {key: Path(value) for key, value in self.overrides["paths"].items()}
+
+    def run(self, name: str) -> Path:
+        from musecl.notebooks import run_notebook
+
+        for earlier in NOTEBOOK_ORDER[: NOTEBOOK_ORDER.index(name) + 1]:
+            if earlier not in self.executed:
+                out = self.workdir / "executed" / f"{earlier}.ipynb"
+                self.executed[earlier] = run_notebook(
+                    earlier, ROOT / "params.yaml", self.overrides, output=out, progress=False
+                )
+        return self.executed[name]
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline(tmp_path_factory: pytest.TempPathFactory) -> TinyPipeline:
+    return TinyPipeline(tmp_path_factory.mktemp("tiny_pipeline"))
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory: pytest.TempPathFactory):
+    """A tiny synthetic city bundle generated directly (no notebook), shared by unit tests."""
+    from musecl.synthetic import generate_city
+    from musecl.synthetic.presets import preset
+
+    out = tmp_path_factory.mktemp("tiny_city") / "city"
+    generate_city(preset("tiny"), out, seed=7)
+    from musecl.data import CityBundle
+
+    return CityBundle(out)
