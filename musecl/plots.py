@@ -80,6 +80,8 @@ def land_use_examples(bundle: "CityBundle", n_street_views: int = 3) -> "matplot
         for ax in row:
             ax.set_xticks([])
             ax.set_yticks([])
+        for ax in row[1 + len(views):]:  # regions with fewer street views than columns
+            ax.set_axis_off()
     fig.tight_layout()
     return fig
 

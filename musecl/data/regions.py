@@ -31,7 +31,7 @@ def latlng_to_cells(lat: np.ndarray, lon: np.ndarray, resolution: int) -> np.nda
         row = int(np.flatnonzero(bad)[0])
         raise ValueError(
             f"{int(bad.sum())} points have non-finite or out-of-range coordinates, first at row {row}: "
-            f"lat={lat[row]!r}, lon={lon[row]!r} (expected -90<=lat<=90, -180<=lon<=180)"
+            f"lat={float(lat[row])!r}, lon={float(lon[row])!r} (expected -90<=lat<=90, -180<=lon<=180)"
         )
     out = np.empty(lat.shape[0], dtype=np.uint64)
     for start in range(0, lat.shape[0], _CHUNK):

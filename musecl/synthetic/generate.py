@@ -1,0 +1,382 @@
+"""Generate a synthetic city bundle: frame -> latent fields -> POIs, mobility, images, indicators -> files.
+
+Every random stream is seeded from (seed, component code), and every image from (seed, kind, index), so the bundle is
+byte-identical for the same config and seed whatever the number of rendering workers.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from musecl.data import schema
+from musecl.data.schema import REGION_ID
+from musecl.synthetic.frame import CityFrame, RegionSampler, build_frame
+from musecl.synthetic.indicators import INDICATOR_SPECS, generate_indicators
+from musecl.synthetic.latents import LATENT_NAMES, LatentField, build_latent_field, region_latents
+from musecl.synthetic.mobility import centre_distances, generate_trajectories, generate_trips
+from musecl.synthetic.pois import generate_pois
+from musecl.synthetic.presets import SyntheticCityConfig, check_config
+
+# Component codes of the random streams (never reuse or renumber: the bundle of a given seed would change).
+FRAME, LATENTS, POIS, TRIPS, TAXIS, INDICATORS, STREET_POINTS = 1, 2, 3, 4, 5, 6, 7
+KIND_REMOTE_SENSING, KIND_STREET_VIEW = 101, 102
+EXTRA_LATENTS = ("land_fraction",)  # also in latents.parquet: share of the hexagon on land inside the boundary
+INLINE_RENDER_BELOW = 64  # fewer images than this render in-process: a worker pool's start-up would cost more
+
+
+def generate_city(
+    config: SyntheticCityConfig,
+    out_dir: str | Path,
+    seed: int,
+    progress: bool = True,
+    workers: int | None = None,
+) -> dict[str, Any]:
+    """Write a complete synthetic city bundle to `out_dir` (atomically) and return its counts and stage timings.
+
+    `workers` (default: the CPUs this process may use) only sets how many processes render images; it never changes
+    the output.
+    """
+    from musecl.storage import atomic_dir
+
+    if not isinstance(config, SyntheticCityConfig):
+        raise TypeError(f"generate_city: config must be a SyntheticCityConfig (see musecl.synthetic.presets.preset), "
+                        f"got {type(config).__name__}")
+    check_config(config)
+    seed = _check_seed(seed)
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[name] = round(now - clock, 3)
+        clock = now
+
+    city = build_city_tables(config, seed, lap)
+    with atomic_dir(out_dir) as tmp:
+        counts = write_tables(city, tmp)
+        lap("write_tables")
+        render_images(city, tmp, seed, progress=progress, workers=workers)
+        lap("render_images")
+        write_city_json(city, tmp, seed, counts)
+    timings["total"] = round(sum(timings.values()), 3)
+    return {"counts": counts, "timings_s": timings, "out_dir": str(Path(out_dir))}
+
+
+def city_latent_field(config: SyntheticCityConfig, seed: int) -> LatentField:
+    """The latent rasters of the city `generate_city(config, ..., seed)` writes (rebuilt in about a second), e.g. to
+    map the ground truth or to render extra images."""
+    seed = _check_seed(seed)
+    frame = build_frame(config, np.random.default_rng([seed, FRAME]))
+    return build_latent_field(config, frame, np.random.default_rng([seed, LATENTS]))
+
+
+def _check_seed(seed: Any) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer (params.yaml 'seed'), got {seed!r}")
+    return int(seed)
+
+
+@dataclasses.dataclass
+class SyntheticCity:
+    """Everything generated for one city, before it is written."""
+
+    config: SyntheticCityConfig
+    frame: CityFrame
+    field: LatentField
+    boundary: Any  # shapely Polygon, lon/lat
+    regions: Any  # GeoDataFrame
+    latents: pd.DataFrame  # region_id, LATENT_NAMES, land_fraction, n_cells
+    pois: pd.DataFrame
+    trips: pd.DataFrame
+    trajectories: pd.DataFrame
+    indicators: pd.DataFrame
+    remote_sensing: pd.DataFrame
+    street_view: pd.DataFrame
+    rs_extent_m: float
+
+
+def build_city_tables(config: SyntheticCityConfig, seed: int, lap=lambda name: None) -> SyntheticCity:
+    """All tables of a city in memory (no images yet)."""
+    import h3
+
+    from musecl.data.regions import assign_points_to_regions, regions_from_boundary
+
+    seed = _check_seed(seed)
+
+    def rng(component: int) -> np.random.Generator:
+        return np.random.default_rng([seed, component])
+
+    frame = build_frame(config, rng(FRAME))
+    boundary = frame.boundary_lonlat()
+    regions = regions_from_boundary(boundary, config.h3_resolution)
+    lap("frame")
+    field = build_latent_field(config, frame, rng(LATENTS))
+    latents = region_latents(field, frame, regions, config.h3_resolution)
+    lap("latents")
+
+    water = lambda lon, lat: field.sample(lon, lat)["water"]  # noqa: E731
+    sampler = RegionSampler(frame, regions, config.h3_resolution, water_at=water)
+    pois, poi_region = generate_pois(latents, sampler, config.pois_per_region, rng(POIS))
+    lap("pois")
+
+    area_km2 = h3.average_hexagon_area(config.h3_resolution, "km^2")
+    dist = centre_distances(frame, regions, area_km2)
+    trips = generate_trips(config, frame, latents, dist, sampler, rng(TRIPS)) if config.n_trips > 0 else None
+    lap("trips")
+    trajectories = None
+    if config.n_taxis > 0:
+        trajectories = generate_trajectories(config, frame, latents, dist, sampler, rng(TAXIS))
+    lap("trajectories")
+
+    ids = regions[REGION_ID].to_numpy()
+    if trajectories is not None:
+        fix_region = assign_points_to_regions(trajectories["lon"].to_numpy(), trajectories["lat"].to_numpy(), ids,
+                                              config.h3_resolution)
+        fix_idx = pd.Index(ids).get_indexer(fix_region)  # -1 for fixes outside every region
+        vehicle_codes = pd.factorize(trajectories["vehicle_id"])[0]
+    else:
+        fix_idx = vehicle_codes = np.zeros(0, dtype=np.int64)
+    indicators = generate_indicators(
+        latents, poi_region, pois["n_comments"].to_numpy(), fix_idx, vehicle_codes, rng(INDICATORS)
+    )
+    lap("indicators")
+
+    street_view = street_view_points(config, frame, latents, sampler, rng(STREET_POINTS))
+    remote_sensing = pd.DataFrame(
+        {
+            "image_id": np.strings.add("rs_", ids.astype(str)).astype(object),
+            REGION_ID: ids,
+            "path": np.strings.add(f"{schema.REMOTE_SENSING_DIR}/", np.strings.add(ids.astype(str), ".png"))
+            .astype(object),
+            "lon": regions["lon"].to_numpy(),
+            "lat": regions["lat"].to_numpy(),
+        }
+    )
+    lap("street_view_points")
+    return SyntheticCity(
+        config=config,
+        frame=frame,
+        field=field,
+        boundary=boundary,
+        regions=regions,
+        latents=latents,
+        pois=pois,
+        trips=trips,
+        trajectories=trajectories,
+        indicators=indicators,
+        remote_sensing=remote_sensing,
+        street_view=street_view,
+        rs_extent_m=remote_sensing_extent_m(regions, frame),
+    )
+
+
+def street_view_points(
+    config: SyntheticCityConfig,
+    frame: CityFrame,
+    latents: pd.DataFrame,
+    sampler: RegionSampler,
+    rng: np.random.Generator,
+) -> pd.DataFrame:
+    """Street-view camera points on the street grid: more in built-up regions (denser streets), at least one per region.
+
+    Count per region: 1 + Poisson((sv_per_region - 1) * w / mean(w)), w = land * (0.1 + mean(residential, commercial)).
+    Heading: along or across the street (a panorama cut into 4 views), jittered by N(0, 4) degrees.
+    """
+    land = latents["land_fraction"].to_numpy(dtype=np.float64)
+    built = 0.5 * (latents["residential"].to_numpy() + latents["commercial"].to_numpy())
+    w = np.maximum(land, 0.05) * (0.1 + built)
+    lam = (config.sv_per_region - 1.0) * w / w.mean()
+    counts = 1 + rng.poisson(lam)
+    region_idx = np.repeat(np.arange(len(latents)), counts)
+    spacing = config.street_spacing_m / 1000.0
+    c, s = np.cos(frame.street_angle), np.sin(frame.street_angle)
+    bearing_u = np.degrees(np.pi / 2 - frame.street_angle)  # compass bearing of the grid's u axis
+    bearing_v = bearing_u - 90.0
+
+    def snap(x, y, g):
+        u = x * c + y * s
+        v = -x * s + y * c
+        on_u_street = g.random(x.shape) < 0.5  # the camera stands on a street running along u (v snapped) or along v
+        v = np.where(on_u_street, np.round(v / spacing) * spacing, v)
+        u = np.where(on_u_street, u, np.round(u / spacing) * spacing)
+        street = np.where(on_u_street, bearing_u, bearing_v)
+        heading = np.mod(street + 90.0 * g.integers(0, 4, x.shape) + g.normal(0, 4.0, x.shape), 360.0)
+        return u * c - v * s, u * s + v * c, heading
+
+    lon, lat, heading = sampler.sample(region_idx, rng, avoid_water=True, snap=snap)
+    # points that fell back to the region centre got no heading from `snap`
+    heading = np.mod(heading, 360.0)
+    n = region_idx.size
+    width = max(6, len(str(n)))
+    ids = np.strings.add("sv_", np.strings.zfill(np.arange(n).astype(str), width))
+    return pd.DataFrame(
+        {
+            "image_id": ids.astype(object),
+            "path": np.strings.add(f"{schema.STREET_VIEW_DIR}/", np.strings.add(ids, ".png")).astype(object),
+            "lon": lon,
+            "lat": lat,
+            "heading": heading,
+            REGION_ID: latents[REGION_ID].to_numpy()[region_idx],
+        }
+    )
+
+
+def remote_sensing_extent_m(regions, frame: CityFrame) -> float:
+    """Side of the square remote-sensing tile (m): twice the largest centre-to-vertex distance of any hexagon, so every
+    tile covers its whole hexagon at one common ground resolution."""
+    import shapely
+
+    coords, ring = shapely.get_coordinates(regions.geometry.boundary.to_numpy(), return_index=True)
+    x, y = frame.projection.to_local(coords[:, 0], coords[:, 1])
+    cx, cy = frame.projection.to_local(regions["lon"].to_numpy()[ring], regions["lat"].to_numpy()[ring])
+    return float(np.ceil(2000.0 * np.hypot(x - cx, y - cy).max()))
+
+
+# ---- writing ---------------------------------------------------------------------------------------------------------
+def write_tables(city: SyntheticCity, root: Path) -> dict[str, int]:
+    """Write every table of the bundle (not the images, not city.json) and return row counts."""
+    from musecl.storage import write_parquet, write_text
+
+    root = Path(root)
+    feature = {
+        "type": "FeatureCollection",
+        "features": [
+            {
+                "type": "Feature",
+                "properties": {"name": city.config.name},
+                "geometry": {"type": "Polygon", "coordinates": [np.asarray(city.boundary.exterior.coords).tolist()]},
+            }
+        ],
+    }
+    write_text(json.dumps(feature) + "\n", root / schema.BOUNDARY_FILE)
+    write_parquet(city.regions, root / schema.REGIONS_FILE)
+    write_parquet(city.pois, root / schema.POIS_FILE)
+    if city.trips is not None:
+        write_parquet(city.trips, root / schema.TRIPS_FILE)
+    if city.trajectories is not None:
+        write_parquet(city.trajectories, root / schema.TRAJECTORIES_FILE)
+    write_parquet(city.indicators, root / schema.INDICATORS_FILE)
+    write_parquet(city.latents[[REGION_ID, *LATENT_NAMES, *EXTRA_LATENTS]], root / schema.LATENTS_FILE)
+    write_parquet(city.remote_sensing, root / schema.REMOTE_SENSING_FILE)
+    write_parquet(city.street_view, root / schema.STREET_VIEW_FILE)
+    return {
+        "regions": len(city.regions),
+        "pois": len(city.pois),
+        "trips": 0 if city.trips is None else len(city.trips),
+        "trajectory_points": 0 if city.trajectories is None else len(city.trajectories),
+        "taxis": 0 if city.trajectories is None else int(city.trajectories["vehicle_id"].nunique()),
+        "remote_sensing_images": len(city.remote_sensing),
+        "street_view_images": len(city.street_view),
+    }
+
+
+def write_city_json(city: SyntheticCity, root: Path, seed: int, counts: dict[str, int]) -> None:
+    from musecl import __version__
+    from musecl.data.schema import FORMAT_VERSION, WGS84_CRS
+    from musecl.storage import write_json
+
+    config = dataclasses.asdict(city.config)
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "name": city.config.name,
+        "h3_resolution": int(city.config.h3_resolution),
+        "crs": WGS84_CRS,
+        "source": "synthetic",
+        "generator": {"package": "musecl.synthetic", "version": __version__, "preset": city.config.preset,
+                      "config": config},
+        "seed": seed,
+        "indicators": INDICATOR_SPECS,
+        "latents": [*LATENT_NAMES, *EXTRA_LATENTS],
+        "counts": counts,
+        "images": {
+            "remote_sensing": {"size_px": int(city.config.rs_size_px), "extent_m": city.rs_extent_m},
+            "street_view": {"size_px": int(city.config.sv_size_px)},
+        },
+    }
+    write_json(meta, Path(root) / schema.CITY_FILE)
+
+
+# ---- images ----------------------------------------------------------------------------------------------------------
+_WORKER: dict[str, Any] = {}
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (respects affinity masks / container limits where the OS reports them)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def _init_worker(field: LatentField, root: str, seed: int, rs_size: int, rs_extent_m: float, sv_size: int) -> None:
+    _WORKER.update(field=field, root=Path(root), seed=seed, rs_size=rs_size, rs_extent_m=rs_extent_m, sv_size=sv_size)
+
+
+def _render_batch(batch: tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]) -> int:
+    """Render and write one batch of images of one kind (runs in a worker or in-process)."""
+    from PIL import Image
+
+    from musecl.synthetic.render import render_remote_sensing, render_street_view
+
+    kind, index, lon, lat, heading, paths = batch
+    w = _WORKER
+    for i, x, y, h, rel in zip(index.tolist(), lon.tolist(), lat.tolist(), heading.tolist(), paths):
+        rng = np.random.default_rng([w["seed"], kind, i])
+        if kind == KIND_REMOTE_SENSING:
+            img = render_remote_sensing(w["field"], x, y, w["rs_size"], w["rs_extent_m"], rng)
+            size = w["rs_size"]
+        else:
+            img = render_street_view(w["field"], x, y, h, w["sv_size"], rng)
+            size = w["sv_size"]
+        img = np.asarray(img)
+        if img.shape != (size, size, 3) or img.dtype != np.uint8:
+            raise ValueError(f"renderer returned {img.shape} {img.dtype} for {rel}; expected ({size}, {size}, 3) uint8")
+        Image.fromarray(img).save(w["root"] / rel, format="PNG", compress_level=6)
+    return len(paths)
+
+
+def render_images(
+    city: SyntheticCity, root: Path, seed: int, progress: bool = True, workers: int | None = None, batch_size: int = 64
+) -> None:
+    """Render every remote-sensing tile and street-view image of the index tables into `root`."""
+    from tqdm.auto import tqdm
+
+    root = Path(root)
+    (root / schema.REMOTE_SENSING_DIR).mkdir(parents=True, exist_ok=True)
+    (root / schema.STREET_VIEW_DIR).mkdir(parents=True, exist_ok=True)
+    batches = []
+    for kind, table in ((KIND_REMOTE_SENSING, city.remote_sensing), (KIND_STREET_VIEW, city.street_view)):
+        heading = table["heading"].to_numpy(dtype=np.float64) if "heading" in table else np.zeros(len(table))
+        for start in range(0, len(table), batch_size):
+            sl = slice(start, start + batch_size)
+            batches.append((kind, np.arange(len(table))[sl], table["lon"].to_numpy()[sl], table["lat"].to_numpy()[sl],
+                            heading[sl], table["path"].tolist()[sl]))
+    total = len(city.remote_sensing) + len(city.street_view)
+    init = (city.field, str(root), seed, city.config.rs_size_px, city.rs_extent_m, city.config.sv_size_px)
+    workers = usable_cpus() if workers is None else int(workers)
+    bar = tqdm(total=total, desc="rendering images", unit="img", disable=not progress)
+    try:
+        if workers <= 1 or total < INLINE_RENDER_BELOW:
+            _init_worker(*init)
+            for batch in batches:
+                bar.update(_render_batch(batch))
+        else:
+            import multiprocessing as mp
+
+            # fork where the OS has it: spawn would re-run the caller's __main__ (a script without a main guard
+            # crashes) and re-import everything; the workers use only numpy/scipy/Pillow, never torch threads.
+            method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+            with mp.get_context(method).Pool(workers, initializer=_init_worker, initargs=init) as pool:
+                for done in pool.imap_unordered(_render_batch, batches):
+                    bar.update(done)
+    finally:
+        bar.close()
+        _WORKER.clear()
