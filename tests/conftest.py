@@ -14,6 +14,12 @@ ROOT = repo_root(Path(__file__).parent)
 # Pipeline order: running a notebook first runs every earlier one that has not run yet in this test session.
 NOTEBOOK_ORDER = [
     "01_data_preparation",
+    "02_contrastive_pairs",  # needs the bundle (01)
+    "03_encoder_training",  # needs the triplets (02)
+    "04_poi_word2vec",  # needs only the bundle (01)
+    "05_fusion",  # needs the encoders' rs/sv embeddings (03) and the text embeddings (04): keep 02-03 before it
+    "06_evaluation",  # every embedding table above (and any baseline stage): keep it after all of them
+    "07_paper_figures",  # only 06's stored results: always last
 ]
 
 

@@ -1,0 +1,142 @@
+"""Regenerate every table and figure of the evaluation from stored results (notebook 07): nothing is trained here.
+
+Roles (ours / baseline / variant / reference) and paper names come from the stored representation status of the run,
+so the tables always describe what was actually evaluated.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import pandas as pd
+
+from musecl.evaluation.stats import compare_to_best_baseline, summarise
+from musecl.evaluation.tables import Table, frame_table, paper_comparison, rank_agreement, table1, table2
+
+
+def roles_of(status: pd.DataFrame) -> dict[str, str]:
+    """Role of every evaluated representation."""
+    return dict(zip(status.loc[status["available"], "method"], status.loc[status["available"], "role"]))
+
+
+def paper_names_of(status: pd.DataFrame) -> dict[str, str]:
+    part = status[status["available"] & (status["paper_name"].astype(str) != "")]
+    return dict(zip(part["method"], part["paper_name"]))
+
+
+def ours_and_baselines(status: pd.DataFrame) -> tuple[str, list[str]]:
+    roles = roles_of(status)
+    ours = [m for m, r in roles.items() if r == "ours"]
+    if not ours:
+        raise ValueError("no evaluated representation has role 'ours' (evaluation.representations in params.yaml)")
+    return ours[0], [m for m, r in roles.items() if r == "baseline"]
+
+
+def significance(results: pd.DataFrame, status: pd.DataFrame) -> pd.DataFrame:
+    """Ours vs the best baseline for every protocol, regressor, indicator and metric (see stats.py)."""
+    ours, baselines = ours_and_baselines(status)
+    if not baselines:
+        raise ValueError("no evaluated representation has role 'baseline': nothing to compare against")
+    return compare_to_best_baseline(results, ours, baselines)
+
+
+def paper_tables(
+    results: pd.DataFrame,
+    status: pd.DataFrame,
+    reference: pd.DataFrame,
+    city: str,
+    headline: Mapping[str, str],
+) -> dict[str, Table]:
+    """Table 1 and Table 2 layouts for every protocol × regressor, the significance table, and the paper-vs-ours
+    comparison (with the rank agreement) for the `headline` protocol and regressor."""
+    summary = summarise(results)
+    comparison = significance(results, status)
+    roles = roles_of(status)
+    tables: dict[str, Table] = {}
+    combos = results[["protocol", "regressor"]].drop_duplicates().itertuples(index=False)
+    for protocol, regressor in combos:
+        suffix = f"{protocol}_{regressor}"
+        what = f"{protocol} protocol, {regressor}; mean ± std over repeats × folds"
+        tables[f"table1_{suffix}"] = table1(
+            summary, comparison, roles, protocol, regressor,
+            caption=f"Table 1 layout, {city} ({what}). Bold: best non-reference value. Impr.: relative gain over the "
+                    "best baseline (the paper's formula); p: paired tests against that baseline over the same folds.")
+        tables[f"table2_{suffix}"] = table2(
+            summary, comparison, roles, protocol, regressor, city,
+            caption=f"Table 2 layout, {city} ({protocol} protocol, {regressor}; means over repeats × folds). Impr. and "
+                    "p (corrected resampled t-test) against the best baseline of each row.")
+    sig = comparison.copy()
+    tables["significance"] = frame_table(
+        sig[["protocol", "regressor", "indicator", "metric", "ours_mean", "best_baseline", "best_mean", "improvement",
+             "n_pairs", "p_ttest", "p_corrected_ttest", "p_wilcoxon"]],
+        caption="Ours against the best baseline per protocol, regressor, indicator and metric (paired over folds).")
+    cmp_table, cmp_frame = paper_comparison(summary, reference, paper_names_of(status), headline["protocol"],
+                                            headline["regressor"])
+    tables["paper_vs_ours"] = cmp_table
+    tables["rank_agreement"] = frame_table(
+        rank_agreement(cmp_frame),
+        caption="Spearman correlation between the paper's method ranking (per city) and ours (methods in common; "
+                "NaN with fewer than 3).")
+    return tables
+
+
+def write_tables(tables: Mapping[str, Table], out_dir: str | Path) -> pd.DataFrame:
+    """Write every table as Markdown and LaTeX; returns the list of files."""
+    rows = []
+    for name, table in tables.items():
+        paths = table.write(out_dir, name)
+        rows.append({"table": name, "markdown": str(paths["md"]), "latex": str(paths["tex"])})
+    return pd.DataFrame(rows)
+
+
+def figure_plan(
+    status: pd.DataFrame, settings: Mapping[str, Any], results: pd.DataFrame
+) -> dict[str, dict[str, Any]]:
+    """Which protocol/regressor/method each figure shows, from `evaluation.figures` (checked against the results)."""
+    ours, _ = ours_and_baselines(status)
+    have = set(map(tuple, results[["protocol", "regressor"]].drop_duplicates().to_numpy()))
+    plan = {}
+    for key in ("headline", "robust", "maps"):
+        spec = dict(settings.get(key) or {})
+        combo = (spec.get("protocol"), spec.get("regressor"))
+        if combo not in have:
+            raise ValueError(f"evaluation.figures.{key}: no results for protocol/regressor {combo} (have {sorted(have)})")
+        spec.setdefault("method", ours)
+        spec["method"] = spec["method"] or ours
+        plan[key] = spec
+    return plan
+
+
+def ablation_methods(status: pd.DataFrame, wanted: Sequence[str] | None) -> list[str]:
+    """The ablation set that was evaluated: `evaluation.figures.ablations`, or ours and its variants."""
+    roles = roles_of(status)
+    if wanted:
+        return [m for m in wanted if m in roles]
+    return [m for m, r in roles.items() if r in ("variant", "ours")]
+
+
+def spatial_table_name(info: Mapping[str, Any], tables: Mapping[str, Table]) -> str | None:
+    """Name of the Table 1 of the first spatial protocol (None when no spatial protocol was run)."""
+    for name, spec in (info.get("protocols") or {}).items():
+        if spec.get("split") == "spatial":
+            for regressor in spec.get("regressors", []):
+                if f"table1_{name}_{regressor}" in tables:
+                    return f"table1_{name}_{regressor}"
+    return None
+
+
+def sensitivity_figure(table_path: str | Path | None, spec: Mapping[str, Any], out_path: str | Path) -> Path | None:
+    """Draw the sensitivity figure from the configured runs table (None when `table_path` is null)."""
+    from musecl.config import repo_root
+    from musecl.evaluation.figures import save_figure, sensitivity_plot
+
+    if not table_path:
+        return None
+    path = Path(table_path)
+    path = path if path.is_absolute() else repo_root() / path
+    if not path.is_file():
+        raise FileNotFoundError(f"evaluation.figures.sensitivity_table: {path} not found (build it with "
+                                "musecl.evaluation.figures.collect_sensitivity from the runs' results.parquet)")
+    table = pd.read_parquet(path)
+    fig = sensitivity_plot(table, spec["method"], spec["protocol"], spec["regressor"])
+    return save_figure(fig, out_path)
