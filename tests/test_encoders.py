@@ -21,7 +21,6 @@ from musecl.encoders import (
     build_image_cache,
     cache_from_arrays,
     imagenet_checkpoint,
-    load_encoder,
     region_embeddings,
     sample_rows,
     train_encoder,

@@ -38,7 +38,7 @@ def embed_images(
         try:
             from tqdm.auto import tqdm
 
-            starts = tqdm(starts, desc="embedding images", unit="batch")
+            starts = tqdm(starts, desc="embedding images", unit="batch", mininterval=10.0)
         except ImportError:
             pass
     with torch.inference_mode():

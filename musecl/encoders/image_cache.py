@@ -191,7 +191,7 @@ def build_image_cache(
         try:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=len(paths), desc=f"caching {modality or 'images'}", unit="img")
+            bar = tqdm(total=len(paths), desc=f"caching {modality or 'images'}", unit="img", mininterval=10.0)
         except ImportError:
             bar = None
     index = table[["image_id", REGION_ID, "path"]].astype(object).reset_index(drop=True)

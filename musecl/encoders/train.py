@@ -439,7 +439,8 @@ def _progress(total: int, initial: int, enabled: bool, desc: str):
         from tqdm.auto import tqdm
     except ImportError:
         return None
-    return tqdm(total=total, initial=initial, desc=desc, unit="step")
+    # a long refresh interval: in executed notebooks every refresh is a line of output
+    return tqdm(total=total, initial=initial, desc=desc, unit="step", mininterval=10.0)
 
 
 # ---- the trainer ------------------------------------------------------------------------------------------------
@@ -481,7 +482,7 @@ def _train_batches(
         count += b
         if bar is not None:
             bar.update(1)
-            bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
+            bar.set_postfix(loss=f"{float(loss.detach()):.3f}", refresh=False)
     return loss_sum, correct_sum, count
 
 
