@@ -488,27 +488,34 @@ def modality_triplets(bundle, tables: dict[str, pd.DataFrame], cfg: dict, seed: 
     """
     from musecl.encoders.image_cache import image_table
 
-    out = {}
-    for modality, spec in cfg["modalities"].items():
-        source = spec.get("indicator", "poi")
-        if source not in INDICATOR_SOURCES:
-            raise ValueError(f"pairs.modalities.{modality}.indicator must be one of {INDICATOR_SOURCES}, got {source!r}")
-        images = image_table(bundle, modality)
-        out[modality] = build_triplets(
-            images,
-            tables[source].index,
-            _modality_rng(seed, modality),
-            rule=spec.get("rule", "similarity"),
-            features=tables[source].to_numpy(),
-            metric=cfg["similarity"][source],
-            top_k=int(spec.get("top_k", 1)),
-            neighbour_ring=int(spec.get("neighbour_ring", 1)),
-            negative_min_ring=int(spec.get("negative_min_ring", 0)),
-            n_train=int(spec["n_train"]),
-            n_val=int(spec["n_val"]),
-            val_fraction=float(cfg.get("val_fraction", 0.2)),
-        )
-    return out
+    return {
+        modality: triplets_from_spec(image_table(bundle, modality), tables, spec, cfg, _modality_rng(seed, modality),
+                                     f"pairs.modalities.{modality}")
+        for modality, spec in cfg["modalities"].items()
+    }
+
+
+def triplets_from_spec(images: pd.DataFrame, tables: dict[str, pd.DataFrame], spec: dict, cfg: dict,
+                       rng: np.random.Generator, where: str) -> TripletSet:
+    """Triplets of one image table under a `pairs.modalities.<m>`-shaped spec (indicator, rule, top_k, rings, sizes);
+    `cfg` is the whole `pairs` section (similarity metrics, val_fraction), `where` names the spec in errors."""
+    source = spec.get("indicator", "poi")
+    if source not in INDICATOR_SOURCES:
+        raise ValueError(f"{where}.indicator must be one of {INDICATOR_SOURCES}, got {source!r}")
+    return build_triplets(
+        images,
+        tables[source].index,
+        rng,
+        rule=spec.get("rule", "similarity"),
+        features=tables[source].to_numpy(),
+        metric=cfg["similarity"][source],
+        top_k=int(spec.get("top_k", 1)),
+        neighbour_ring=int(spec.get("neighbour_ring", 1)),
+        negative_min_ring=int(spec.get("negative_min_ring", 0)),
+        n_train=int(spec["n_train"]),
+        n_val=int(spec["n_val"]),
+        val_fraction=float(cfg.get("val_fraction", 0.2)),
+    )
 
 
 def triplet_summary(sets: dict[str, TripletSet], cfg: dict) -> pd.DataFrame:

@@ -16,9 +16,12 @@ NOTEBOOK_ORDER = [
     "01_data_preparation",
     "02_contrastive_pairs",  # needs the bundle (01)
     "03_encoder_training",  # needs the triplets (02)
+    "03b_baseline_encoders",  # needs the encoders' image caches (03)
     "04_poi_word2vec",  # needs only the bundle (01)
     "05_fusion",  # needs the encoders' rs/sv embeddings (03) and the text embeddings (04): keep 02-03 before it
+    "05b_fusion_variants",  # needs 03b's random-positive encoders and 04-05's inputs
     "06_evaluation",  # every embedding table above (and any baseline stage): keep it after all of them
+    "06b_sensitivity",  # the encoders' caches and triplets (02-03), the text vectors (04); folds as 06 makes them
     "07_paper_figures",  # only 06's stored results: always last
 ]
 

@@ -48,16 +48,22 @@ def modality_settings(params: dict[str, Any], modality: str) -> dict[str, Any]:
 
 def train_config(params: dict[str, Any], modality: str, progress: bool = True) -> TrainConfig:
     """The trainer settings of one modality: `encoders.<modality>` + `encoders.runtime` + the global seed."""
-    spec = modality_settings(params, modality)
+    log_dir = stage_paths(params, modality)["reports"] / "dvclive"
+    return config_from_spec(modality_settings(params, modality), params, log_dir, progress)
+
+
+def config_from_spec(spec: dict[str, Any], params: dict[str, Any], log_dir: str | Path | None,
+                     progress: bool = True) -> TrainConfig:
+    """A TrainConfig from an `encoders.<modality>`-shaped dict (model, loss and trainer keys mixed, as in params.yaml)
+    plus `encoders.runtime` and the global seed. The baselines build their configs through here too."""
     runtime = dict(params["encoders"].get("runtime", {}))
     runtime.pop("cache_workers", None)
     model = ModelSpec(**{k: v for k, v in spec.items() if k in _MODEL_KEYS})
     loss = LossSpec(**spec.get("loss", {}))
     rest = {k: v for k, v in spec.items() if k not in _MODEL_KEYS | _CACHE_KEYS | {"loss"}}
-    log_dir = str(stage_paths(params, modality)["reports"] / "dvclive")
     return TrainConfig.from_dict(
         {**rest, **runtime, "model": model, "loss": loss, "seed": int(params["seed"]), "progress": progress,
-         "log_dir": log_dir}
+         "log_dir": None if log_dir is None else str(log_dir)}
     )
 
 

@@ -392,6 +392,14 @@ def recalibrate_batchnorm(
         model.train(was_training)
 
 
+def recalibrate_on_cache(model: torch.nn.Module, cache: ImageCache, rows: np.ndarray, config: TrainConfig) -> None:
+    """`recalibrate_batchnorm` on the cached images `rows`, on the config's device (for models that are not trained
+    here, e.g. the untrained-backbone baselines, whose BatchNorm running statistics are otherwise the init's 0/1)."""
+    device = resolve_device(config.device)
+    model.to(device)
+    recalibrate_batchnorm(model, _ImageSource(cache, device, config), np.sort(np.asarray(rows)), config, device, False)
+
+
 def _digest(*arrays: np.ndarray) -> str:
     h = hashlib.sha256()
     for a in arrays:

@@ -1,0 +1,106 @@
+"""Baseline runs and fusion variants: settings resolution (params.yaml `baselines`) and the untrained-feature encoder."""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+
+from musecl import baselines
+from musecl.config import load_params
+
+
+@pytest.fixture()
+def params():
+    return copy.deepcopy(load_params())
+
+
+def test_runs_inherit_their_modality_settings_and_override_only_what_they_say(params):
+    run = baselines.baseline_run(params, "tile2vec")
+    assert run.modality == "rs" and run.train
+    assert run.pairs["rule"] == "neighbours" and run.pairs["negative_min_ring"] == 2
+    assert run.pairs["n_train"] == params["pairs"]["modalities"]["rs"]["n_train"]  # inherited
+    assert run.encoder["loss"] == {"kind": "triplet", "margin": 10.0, "norm_penalty": 0.01}
+    for key in ("epochs", "samples_per_epoch", "lr", "batch_size", "image_size", "backbone"):
+        assert run.encoder[key] == params["encoders"]["rs"][key], key
+    sv = baselines.baseline_run(params, "sv_random")
+    assert sv.pairs["rule"] == "random" and sv.encoder == params["encoders"]["sv"]
+
+
+def test_every_configured_run_and_variant_resolves(params):
+    assert baselines.run_names(params) == list(params["baselines"]["runs"])
+    table = baselines.run_table(params)
+    assert list(table.index) == list(params["baselines"]["runs"])
+    assert table.loc["resnet18_features", "trained"] is False or not table.loc["resnet18_features", "trained"]
+    for name in baselines.variant_names(params):
+        v = baselines.fusion_variant(params, name)
+        assert set(v.fusion) >= set(params["fusion"])
+    assert baselines.fusion_variant(params, "fusion_svrv").fusion["loss"] == "none"
+    assert baselines.fusion_variant(params, "musecl_no_poi_pairs").rs == "rs_random"
+
+
+def test_bad_run_settings_name_the_params_key(params):
+    with pytest.raises(KeyError, match="baselines.runs has no run 'nope'"):
+        baselines.baseline_run(params, "nope")
+    params["baselines"]["runs"]["tile2vec"]["modality"] = "xx"
+    with pytest.raises(ValueError, match=r"baselines.runs.tile2vec.modality"):
+        baselines.baseline_run(params, "tile2vec")
+    params["baselines"]["runs"]["tile2vec"]["modality"] = "rs"
+    params["baselines"]["runs"]["tile2vec"]["encoder"]["image_size"] = 999
+    with pytest.raises(ValueError, match="image cache"):
+        baselines.baseline_run(params, "tile2vec")
+    params["baselines"]["runs"]["tile2vec"]["colour"] = 1
+    with pytest.raises(ValueError, match="unknown key"):
+        baselines.baseline_run(params, "tile2vec")
+    params["baselines"]["selected"] = ["tile2vec", "missing"]
+    with pytest.raises(KeyError, match="missing"):
+        baselines.run_names(params)
+
+
+def test_weights_auto_uses_imagenet_only_when_the_file_exists(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    assert baselines.resolve_weights("auto", "resnet18") == "none"
+    assert baselines.resolve_weights("none", "resnet18") == "none"
+    from musecl.encoders import imagenet_checkpoint
+
+    path = imagenet_checkpoint("resnet18")
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"")
+    assert baselines.resolve_weights("auto", "resnet18") == "imagenet"
+
+
+def test_feature_encoder_gives_pooled_backbone_features_with_recalibrated_batchnorm(params, tmp_path):
+    from musecl.encoders import cache_from_arrays, embed_images
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, size=(12, 32, 32, 3), dtype=np.uint8)
+    cache = cache_from_arrays(images, [f"i{k}" for k in range(12)], [f"r{k % 4}" for k in range(12)], tmp_path / "c")
+    params["encoders"]["rs"]["image_size"] = 32
+    params["baselines"]["runs"]["resnet18_features"]["encoder"] = {"backbone": "resnet18", "weights": "none",
+                                                                   "bn_recalibration": 12}
+    params["encoders"]["runtime"]["device"] = "cpu"
+    run = baselines.baseline_run(params, "resnet18_features")
+    model, weights = baselines.feature_encoder(params, run, cache)
+    assert weights == "none" and not model.training
+    z = embed_images(model, cache, batch_size=5, device="cpu")
+    assert z.shape == (12, 512) and np.isfinite(z).all()
+    bn = model.backbone.bn1
+    assert not np.allclose(bn.running_mean.numpy(), 0.0)  # estimated on the images, not the init's zeros
+    again, _ = baselines.feature_encoder(params, run, cache)
+    assert np.array_equal(embed_images(again, cache, batch_size=5, device="cpu"), z)  # seeded
+
+
+def test_feature_encoder_upsamples_images_smaller_than_the_backbone_needs(params, tmp_path):
+    from musecl.encoders import cache_from_arrays, embed_images
+
+    images = np.random.default_rng(1).integers(0, 255, size=(4, 64, 64, 3), dtype=np.uint8)
+    cache = cache_from_arrays(images, [f"i{k}" for k in range(4)], ["r0", "r0", "r1", "r1"], tmp_path / "c")
+    params["encoders"]["sv"]["image_size"] = 64
+    params["encoders"]["runtime"]["device"] = "cpu"
+    params["baselines"]["runs"]["inception_v3_features"]["encoder"] = {"backbone": "inception_v3", "weights": "none",
+                                                                       "bn_recalibration": 4}
+    run = baselines.baseline_run(params, "inception_v3_features")
+    model, _ = baselines.feature_encoder(params, run, cache)
+    assert baselines.input_size(model, cache) == [75, 75]
+    z = embed_images(model, cache, batch_size=4, device="cpu")
+    assert z.shape == (4, 2048) and np.isfinite(z).all()
