@@ -53,26 +53,37 @@ def _section(params: dict[str, Any], key: str) -> dict[str, Any]:
     return section
 
 
+def _selected(params: dict[str, Any], key: str, selected_key: str) -> list[str]:
+    """`baselines.<selected_key>` (the DVC stage sets one name per stage) checked against `baselines.<key>`, or all."""
+    entries = _section(params, key)
+    selected = params["baselines"].get(selected_key) or list(entries)
+    unknown = [n for n in selected if n not in entries]
+    if unknown:
+        raise KeyError(f"params.yaml: baselines.{selected_key} names {unknown}, which baselines.{key} does not define "
+                       f"({key}: {sorted(entries)})")
+    return list(selected)
+
+
+def _entry(params: dict[str, Any], key: str, name: str, known: set[str]) -> dict[str, Any]:
+    """`baselines.<key>.<name>` as a dict; an unknown name or key is an error naming the params.yaml key."""
+    entries = _section(params, key)
+    if name not in entries:
+        raise KeyError(f"params.yaml: baselines.{key} has no entry {name!r} ({key}: {sorted(entries)})")
+    spec = dict(entries[name] or {})
+    unknown = sorted(set(spec) - known)
+    if unknown:
+        raise ValueError(f"params.yaml: baselines.{key}.{name} has unknown key(s) {unknown}; known: {sorted(known)}")
+    return spec
+
+
 def run_names(params: dict[str, Any]) -> list[str]:
     """The runs to do now: `baselines.selected` (the DVC stage sets one per stage) or every run."""
-    runs = _section(params, "runs")
-    selected = params["baselines"].get("selected") or list(runs)
-    unknown = [n for n in selected if n not in runs]
-    if unknown:
-        raise KeyError(f"params.yaml: baselines.selected names {unknown}, which baselines.runs does not define "
-                       f"(runs: {sorted(runs)})")
-    return list(selected)
+    return _selected(params, "runs", "selected")
 
 
 def baseline_run(params: dict[str, Any], name: str) -> BaselineRun:
     """The resolved settings of run `name`; errors name the params.yaml key that is wrong."""
-    runs = _section(params, "runs")
-    if name not in runs:
-        raise KeyError(f"params.yaml: baselines.runs has no run {name!r} (runs: {sorted(runs)})")
-    spec = dict(runs[name])
-    unknown = sorted(set(spec) - _RUN_KEYS)
-    if unknown:
-        raise ValueError(f"params.yaml: baselines.runs.{name} has unknown key(s) {unknown}; known: {sorted(_RUN_KEYS)}")
+    spec = _entry(params, "runs", name, _RUN_KEYS)
     modality = spec.get("modality")
     if modality not in MODALITIES:
         raise ValueError(f"params.yaml: baselines.runs.{name}.modality must be one of {MODALITIES}, got {modality!r}")
@@ -166,6 +177,22 @@ def feature_encoder(params: dict[str, Any], run: BaselineRun, cache):
     rows = np.random.default_rng([int(params["seed"]), 11]).permutation(len(cache))[:n]
     recalibrate_on_cache(model, cache, rows, config)
     return model.eval(), weights
+
+
+def save_feature_encoder(model, weights: str, path: Path) -> Path:
+    """Save the feature encoder (untrained or ImageNet backbone with re-estimated BatchNorm statistics) atomically, as
+    tensors only (`torch.load(path, weights_only=True)` reads it back)."""
+    import torch
+
+    from musecl.storage import atomic_path
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {"format": 1, "backbone": model.spec.backbone, "weights": weights,
+             "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+    return path
 
 
 def embed_run(params: dict[str, Any], run: BaselineRun, model, cache, bundle, progress: bool = True):
@@ -264,23 +291,11 @@ class FusionVariant:
 
 
 def variant_names(params: dict[str, Any]) -> list[str]:
-    variants = _section(params, "variants")
-    selected = params["baselines"].get("selected_variants") or list(variants)
-    unknown = [n for n in selected if n not in variants]
-    if unknown:
-        raise KeyError(f"params.yaml: baselines.selected_variants names {unknown}, which baselines.variants does not "
-                       f"define (variants: {sorted(variants)})")
-    return list(selected)
+    return _selected(params, "variants", "selected_variants")
 
 
 def fusion_variant(params: dict[str, Any], name: str) -> FusionVariant:
-    variants = _section(params, "variants")
-    if name not in variants:
-        raise KeyError(f"params.yaml: baselines.variants has no variant {name!r} (variants: {sorted(variants)})")
-    spec = dict(variants[name])
-    unknown = sorted(set(spec) - _VARIANT_KEYS)
-    if unknown:
-        raise ValueError(f"params.yaml: baselines.variants.{name} has unknown key(s) {unknown}; known: {sorted(_VARIANT_KEYS)}")
+    spec = _entry(params, "variants", name, _VARIANT_KEYS)
     return FusionVariant(name, str(spec.get("rs", "rs")), str(spec.get("sv", "sv")),
                          deep_merge(params["fusion"], spec.get("fusion")), str(spec.get("description", "")))
 
@@ -343,6 +358,7 @@ def execute_run(params: dict[str, Any], name: str, bundle, progress: bool = True
         model, weights = result.model, str(run.encoder.get("weights", "none"))
     else:
         model, weights = feature_encoder(params, run, cache)
+        save_feature_encoder(model, weights, paths["checkpoints"] / "features.pt")
     table, counts = embed_run(params, run, model, cache, bundle, progress)
     if triplets is not None:
         accuracy = region_triplet_accuracy(table, triplets.val)

@@ -40,7 +40,7 @@ def test_every_configured_run_and_variant_resolves(params):
 
 
 def test_bad_run_settings_name_the_params_key(params):
-    with pytest.raises(KeyError, match="baselines.runs has no run 'nope'"):
+    with pytest.raises(KeyError, match="baselines.runs has no entry .nope."):
         baselines.baseline_run(params, "nope")
     params["baselines"]["runs"]["tile2vec"]["modality"] = "xx"
     with pytest.raises(ValueError, match=r"baselines.runs.tile2vec.modality"):

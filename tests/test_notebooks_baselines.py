@@ -31,6 +31,7 @@ def test_baseline_encoders_notebook(tiny_pipeline):
             assert table.shape[1] == 128
         else:
             assert metrics["weights"] in ("none", "imagenet")
+            assert (paths["models"] / "baselines" / name / "features.pt").is_file(), name
             assert table.shape[1] == {"resnet18": 512, "inception_v3": 2048}[metrics["backbone"]]
     # the random-positive ablation really drew its positives at random, Tile2Vec from adjacent regions
     assert (paths["reports"] / "03b_baseline_encoders" / next(iter(runs)) / "summary.md").is_file()
