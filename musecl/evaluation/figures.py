@@ -248,10 +248,14 @@ def sensitivity_plot(
             ax.errorbar(s["value"], s["mean"], yerr=s["std"].fillna(0), marker="o", capsize=2, label=indicator_label(ind))
         ax.set_xlabel(param)
         ax.set_ylabel(f"{METRIC_LABELS[metric]} (mean ± std)")
-        if np.all(stats["value"] > 0) and stats["value"].max() / stats["value"].min() >= 8:
+        values = np.sort(stats["value"].unique())
+        if np.all(values > 0) and values.max() / values.min() >= 8:
             ax.set_xscale("log", base=2)
+        ax.set_xticks(values)
+        ax.set_xticklabels([f"{v:g}" for v in values])
+        ax.minorticks_off()
         ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=7, frameon=False)
+    axes[0][-1].legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.02, 1.0))  # outside the lines
     fig.suptitle(f"Sensitivity of {method} ({protocol}, {regressor})", fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 0.92))
     return fig
