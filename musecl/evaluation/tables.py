@@ -149,6 +149,29 @@ def _order_methods(methods: Sequence[str], roles: Mapping[str, str]) -> tuple[li
     return main, [m for m in methods if roles.get(m) == "reference"]
 
 
+def _table_inputs(
+    summary: pd.DataFrame,
+    comparison: pd.DataFrame,
+    roles: Mapping[str, str],
+    protocol: str,
+    regressor: str,
+    indicators: Sequence[str] | None,
+) -> tuple[list[str], list[str], list[str], pd.DataFrame, pd.DataFrame]:
+    """What Tables 1 and 2 share: the indicators, the methods (main, references), the summary indexed by
+    (method, indicator) and the comparison indexed by (indicator, metric), for one protocol and regressor."""
+    part = summary[(summary["protocol"] == protocol) & (summary["regressor"] == regressor)]
+    if part.empty:
+        raise ValueError(f"no results for protocol '{protocol}' with regressor '{regressor}'")
+    indicators = list(indicators or dict.fromkeys(part["indicator"]))
+    main, refs = _order_methods(list(dict.fromkeys(part["method"])), roles)
+    cell = part.set_index(["method", "indicator"])
+    comp = comparison
+    if not comparison.empty:
+        comp = comparison[(comparison["protocol"] == protocol) & (comparison["regressor"] == regressor)]
+        comp = comp.set_index(["indicator", "metric"]) if not comp.empty else comp
+    return indicators, main, refs, cell, comp
+
+
 def table1(
     summary: pd.DataFrame,
     comparison: pd.DataFrame,
@@ -160,12 +183,7 @@ def table1(
     caption: str = "",
 ) -> Table:
     """The paper's Table 1 for one protocol and regressor (see the module docstring)."""
-    part = summary[(summary["protocol"] == protocol) & (summary["regressor"] == regressor)]
-    if part.empty:
-        raise ValueError(f"no results for protocol '{protocol}' with regressor '{regressor}'")
-    indicators = list(indicators or dict.fromkeys(part["indicator"]))
-    main, refs = _order_methods(list(dict.fromkeys(part["method"])), roles)
-    cell = part.set_index(["method", "indicator"])
+    indicators, main, refs, cell, comp = _table_inputs(summary, comparison, roles, protocol, regressor, indicators)
     columns = ["Method"] + [METRIC_LABELS[m] for _ in indicators for m in metrics]
     groups = [("", 1)] + [(indicator_label(i), len(metrics)) for i in indicators]
     best: dict[tuple[str, str], float] = {}
@@ -188,10 +206,7 @@ def table1(
                                 italic=meth in refs))
         rows.append(row)
     rules = {len(main)} if refs else set()
-    comp = comparison[(comparison["protocol"] == protocol) & (comparison["regressor"] == regressor)] \
-        if not comparison.empty else comparison
     if not comp.empty:
-        comp = comp.set_index(["indicator", "metric"])
         stat_rows = [("Impr.", "improvement", format_pct), ("best baseline", "best_baseline", str)]
         stat_rows += [(label, key, format_p) for key, label in P_ROWS]
         body = []
@@ -220,15 +235,7 @@ def table2(
     caption: str = "",
 ) -> Table:
     """The paper's Table 2 layout: rows (city, task, metric), columns the methods (references last) and Impr."""
-    part = summary[(summary["protocol"] == protocol) & (summary["regressor"] == regressor)]
-    if part.empty:
-        raise ValueError(f"no results for protocol '{protocol}' with regressor '{regressor}'")
-    indicators = list(indicators or dict.fromkeys(part["indicator"]))
-    main, refs = _order_methods(list(dict.fromkeys(part["method"])), roles)
-    cell = part.set_index(["method", "indicator"])
-    comp = comparison[(comparison["protocol"] == protocol) & (comparison["regressor"] == regressor)] \
-        if not comparison.empty else comparison
-    comp = comp.set_index(["indicator", "metric"]) if not comp.empty else comp
+    indicators, main, refs, cell, comp = _table_inputs(summary, comparison, roles, protocol, regressor, indicators)
     columns = ["City", "Task", "Metric", *main, *refs, "Impr.", "p (corrected t)"]
     rows = []
     first = True
