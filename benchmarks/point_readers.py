@@ -1,4 +1,4 @@
-"""Benchmark of the point readers of `musecl.build`: points per second and peak memory.
+"""Benchmark of the point readers of `musecl.opendata`: points per second and peak memory.
 
     .venv/bin/python benchmarks/point_readers.py                       # 3 M trips, 2 M GPS fixes
     .venv/bin/python benchmarks/point_readers.py --trips 20000000 --json reports/benchmarks/point_readers.json
@@ -80,7 +80,7 @@ def write_tdrive(folder: Path, n_points: int, n_taxis: int, seed: int) -> Path:
 def _assigner(resolution: int):
     import shapely
 
-    from musecl.build.points import RegionAssigner
+    from musecl.opendata.points import RegionAssigner
     from musecl.data.regions import regions_from_boundary
 
     box = shapely.box(CENTRE[0] - HALF_SIZE_DEG[0], CENTRE[1] - HALF_SIZE_DEG[1], CENTRE[0] + HALF_SIZE_DEG[0],
@@ -91,9 +91,9 @@ def _assigner(resolution: int):
 
 def _run(kind: str, path: str, resolution: int, chunk_rows: int, queue: mp.Queue) -> None:
     """One measurement, in its own process."""
-    from musecl.build.config import TrajectoriesConfig, TripsConfig
-    from musecl.build.trajectories import read_trajectories
-    from musecl.build.trips import read_trips
+    from musecl.opendata.config import TrajectoriesConfig, TripsConfig
+    from musecl.opendata.trajectories import read_trajectories
+    from musecl.opendata.trips import read_trips
 
     assigner = _assigner(resolution)
     base, _ = _memory_mb()

@@ -31,15 +31,11 @@ except ImportError:  # run from a plain checkout without `pip install -e .`
 
 from musecl.encoders.image_cache import cache_from_arrays
 from musecl.encoders.models import ModelSpec, build_encoder
-from musecl.encoders.train import (
-    TrainConfig,
-    _epoch_batches,
-    _ImageSource,
-    _train_batches,
-    autocast_context,
-    resolve_device,
-    triplet_loss,
-)
+from musecl.encoders.config import TrainConfig
+from musecl.encoders.data import ImageSource, epoch_batches
+from musecl.encoders.devices import autocast_context, resolve_device
+from musecl.encoders.losses import triplet_loss
+from musecl.encoders.loop import train_batches
 
 
 def flops_per_image(model: torch.nn.Module, size: int, device: torch.device, channels_last: bool) -> float:
@@ -87,14 +83,14 @@ def bench_included(model, optimizer, config, device, channels_last, batch, size,
     cache = cache_from_arrays(images, ids, ids, Path(tmp) / "cache")
     del images
     rows = rng.integers(0, n_images, size=((warmup + steps) * batch, 3))
-    source = _ImageSource(cache, device, config)
-    batches = _epoch_batches(len(rows), config, 1)
+    source = ImageSource(cache, device, config)
+    batches = epoch_batches(len(rows), config, 1)
     generator = torch.Generator().manual_seed(0)
     model.train()
-    _train_batches(model, source, rows, batches[:warmup], config, device, channels_last, optimizer, generator)
+    train_batches(model, source, rows, batches[:warmup], config, device, channels_last, optimizer, generator)
     _sync(device)
     t0 = time.perf_counter()
-    _train_batches(model, source, rows, batches[warmup : warmup + steps], config, device, channels_last, optimizer, generator)
+    train_batches(model, source, rows, batches[warmup : warmup + steps], config, device, channels_last, optimizer, generator)
     _sync(device)
     return 3 * batch * steps / (time.perf_counter() - t0), source.resident
 

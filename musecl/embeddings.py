@@ -10,10 +10,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from musecl.data.schema import REGION_ID
+from musecl.contract import EMBEDDING_PREFIX as PREFIX
+from musecl.contract import REGION_ID
 from musecl.storage import write_parquet
-
-PREFIX = "e"
 
 
 def embedding_columns(dim: int) -> list[str]:

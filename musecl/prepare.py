@@ -27,7 +27,7 @@ def prepare_bundle(params: Mapping[str, Any], progress: bool = True) -> PrepareR
     """Produce the city bundle described by params `data` at `paths.bundle` and validate it.
 
     synthetic: generate the embedded city from a size preset; folder: validate a user's bundle and copy it in;
-    build: build a bundle from open-data files named by a city config (musecl.build), then validate it.
+    build: build a bundle from open-data files named by a city config (musecl.opendata), then validate it.
     """
     from musecl.data.validate import import_bundle, validate_bundle
 
@@ -52,7 +52,7 @@ def prepare_bundle(params: Mapping[str, Any], progress: bool = True) -> PrepareR
             raise ValueError("params.yaml data.source is 'folder' but data.folder is empty: give the bundle's path")
         report = import_bundle(folder, out, bad_rows=bad_rows, progress=progress)
     elif source == "build":
-        from musecl.build import build_bundle
+        from musecl.opendata import build_bundle
 
         config_path = data.get("build_config")
         if not config_path:

@@ -77,6 +77,34 @@ def write_text(text: str, path: str | Path) -> None:
         tmp.write_text(text)
 
 
+def save_torch(obj: Any, path: str | Path) -> None:
+    """`torch.save(obj)` to `path` atomically, with bytes that depend only on the values in `obj`.
+
+    Why: `torch.save(obj, tmp_path)` names the zip archive's records after the file it writes (`.best.pt.x8f2k.tmp.pt/
+    data.pkl`), and `atomic_path` picks a random temporary name, so two saves of the same object differed and DVC saw a
+    new checkpoint after every retrain. Given an open file instead of a path, torch names the records `archive/...`
+    (the zip entries carry no timestamps). Second, pickle's memo writes an object that occurs twice as a back-reference,
+    so the bytes depended on object identity: a history whose rows were read back from a checkpoint (equal keys, but
+    distinct string objects) pickled differently from the same history built in memory. The pickler here runs without
+    memo (`fast` mode), writing every object by value; tensors sharing storage stay shared (torch stores each storage
+    once, by key). Self-referencing containers are not supported, which no checkpoint has.
+    """
+    import pickle
+    import types
+
+    import torch  # lazy: the storage helpers are used by stages that do not need torch
+
+    class ByValuePickler(pickle.Pickler):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.fast = True  # no memo: equal values give equal bytes, whichever objects hold them
+
+    by_value = types.ModuleType("musecl_pickle_by_value")
+    by_value.Pickler = ByValuePickler  # torch.save subclasses `pickle_module.Pickler`
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        torch.save(obj, handle, pickle_module=by_value)
+
+
 def _json_default(value: Any) -> Any:
     if hasattr(value, "item"):  # numpy scalars
         return value.item()

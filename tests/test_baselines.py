@@ -1,4 +1,5 @@
-"""Baseline runs and fusion variants: settings resolution (params.yaml `baselines`) and the untrained-feature encoder."""
+"""Baseline runs and fusion variants: settings resolution (params.yaml `baselines`) and the untrained-feature encoder
+(musecl.methods.BackboneFeatures, which the runs with `train: false` are)."""
 from __future__ import annotations
 
 import copy
@@ -6,8 +7,9 @@ import copy
 import numpy as np
 import pytest
 
-from musecl import baselines
 from musecl.config import load_params
+from musecl.methods import BackboneFeatures, City, resolve_weights
+from musecl.stages import baselines, variants
 
 
 @pytest.fixture()
@@ -32,11 +34,11 @@ def test_every_configured_run_and_variant_resolves(params):
     table = baselines.run_table(params)
     assert list(table.index) == list(params["baselines"]["runs"])
     assert table.loc["resnet18_features", "trained"] is False or not table.loc["resnet18_features", "trained"]
-    for name in baselines.variant_names(params):
-        v = baselines.fusion_variant(params, name)
+    for name in variants.variant_names(params):
+        v = variants.fusion_variant(params, name)
         assert set(v.fusion) >= set(params["fusion"])
-    assert baselines.fusion_variant(params, "fusion_svrv").fusion["loss"] == "none"
-    assert baselines.fusion_variant(params, "musecl_no_poi_pairs").rs == "rs_random"
+    assert variants.fusion_variant(params, "fusion_svrv").fusion["loss"] == "none"
+    assert variants.fusion_variant(params, "musecl_no_poi_pairs").rs == "rs_random"
 
 
 def test_bad_run_settings_name_the_params_key(params):
@@ -59,14 +61,14 @@ def test_bad_run_settings_name_the_params_key(params):
 
 def test_weights_auto_uses_imagenet_only_when_the_file_exists(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    assert baselines.resolve_weights("auto", "resnet18") == "none"
-    assert baselines.resolve_weights("none", "resnet18") == "none"
+    assert resolve_weights("auto", "resnet18") == "none"
+    assert resolve_weights("none", "resnet18") == "none"
     from musecl.encoders import imagenet_checkpoint
 
     path = imagenet_checkpoint("resnet18")
     path.parent.mkdir(parents=True)
     path.write_bytes(b"")
-    assert baselines.resolve_weights("auto", "resnet18") == "imagenet"
+    assert resolve_weights("auto", "resnet18") == "imagenet"
 
 
 def test_feature_encoder_gives_pooled_backbone_features_with_recalibrated_batchnorm(params, tmp_path):
@@ -80,14 +82,22 @@ def test_feature_encoder_gives_pooled_backbone_features_with_recalibrated_batchn
                                                                    "bn_recalibration": 12}
     params["encoders"]["runtime"]["device"] = "cpu"
     run = baselines.baseline_run(params, "resnet18_features")
-    model, weights = baselines.feature_encoder(params, run, cache)
+    method = baselines.run_method(params, run)
+    assert isinstance(method, BackboneFeatures)
+    city = City(params, bundle=None, progress=False, caches={"rs": cache})
+    model, weights = method.fit(city).model, method.weights
     assert weights == "none" and not model.training
     z = embed_images(model, cache, batch_size=5, device="cpu")
     assert z.shape == (12, 512) and np.isfinite(z).all()
     bn = model.backbone.bn1
     assert not np.allclose(bn.running_mean.numpy(), 0.0)  # estimated on the images, not the init's zeros
-    again, _ = baselines.feature_encoder(params, run, cache)
+    again = BackboneFeatures(run.name, "rs", run.encoder).fit(city).model
     assert np.array_equal(embed_images(again, cache, batch_size=5, device="cpu"), z)  # seeded
+    # saved as tensors only, byte-identical for the same seed and images, and loads back to the same features
+    first, second = method.save(tmp_path / "a"), BackboneFeatures(run.name, "rs", run.encoder).fit(city).save(tmp_path / "b")
+    assert first.read_bytes() == second.read_bytes()
+    loaded = BackboneFeatures.load(tmp_path / "a", settings=run.encoder)
+    assert np.array_equal(embed_images(loaded.model, cache, batch_size=5, device="cpu"), z)
 
 
 def test_feature_encoder_upsamples_images_smaller_than_the_backbone_needs(params, tmp_path):
@@ -100,7 +110,9 @@ def test_feature_encoder_upsamples_images_smaller_than_the_backbone_needs(params
     params["baselines"]["runs"]["inception_v3_features"]["encoder"] = {"backbone": "inception_v3", "weights": "none",
                                                                        "bn_recalibration": 4}
     run = baselines.baseline_run(params, "inception_v3_features")
-    model, _ = baselines.feature_encoder(params, run, cache)
-    assert baselines.input_size(model, cache) == [75, 75]
+    city = City(params, bundle=None, progress=False, caches={"sv": cache})
+    method = BackboneFeatures(run.name, "sv", run.encoder).fit(city)
+    model = method.model
+    assert method.input_size(city) == [75, 75]
     z = embed_images(model, cache, batch_size=4, device="cpu")
     assert z.shape == (4, 2048) and np.isfinite(z).all()

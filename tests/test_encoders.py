@@ -1,7 +1,9 @@
 """Encoders: models, the image cache, losses, the trainer (loss decreases, resume = uninterrupted) and region embeddings."""
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import subprocess
 import sys
 from dataclasses import replace
@@ -27,6 +29,7 @@ from musecl.encoders import (
 )
 from musecl.encoders.embed import fill_missing, region_means
 from musecl.encoders.train import augment, ntxent_loss, triplet_loss
+from musecl.storage import save_torch
 
 N_REGIONS, PER_REGION, SIZE = 16, 3, 32
 
@@ -219,6 +222,44 @@ def test_interrupted_then_resumed_equals_uninterrupted(toy, tmp_path):
     # a finished run is not trained again
     again = train_encoder(cache, train, val, config, tmp_path / "whole")
     assert again.resumed_from_epoch == 3
+
+
+def test_checkpoints_are_byte_identical_for_the_same_seed(toy, tmp_path):
+    """Same seed, data and settings -> the same best.pt and last.pt bytes, also when the run was interrupted and
+    resumed or logged to DVCLive (runtime-only settings and wall-clock timings stay out); another seed, other bytes."""
+    cache, train, val = toy
+    config = small_config(epochs=2, samples_per_epoch=32, val_samples=16)
+    train_encoder(cache, train, val, config, tmp_path / "a")
+    interrupted = replace(config, max_epochs_this_run=1, log_dir=str(tmp_path / "live"))
+    train_encoder(cache, train, val, interrupted, tmp_path / "b")
+    resumed = train_encoder(cache, train, val, config, tmp_path / "b")
+    train_encoder(cache, train, val, replace(config, seed=4), tmp_path / "c")
+    sha = lambda folder, name: hashlib.sha256((tmp_path / folder / name).read_bytes()).hexdigest()
+    for name in ("best.pt", "last.pt"):
+        assert sha("a", name) == sha("b", name), name
+        assert sha("a", name) != sha("c", name), name
+    # the timings: in the returned history for the epochs run in this process, never in the checkpoint
+    state = torch.load(tmp_path / "b" / "last.pt", weights_only=True)
+    assert all("seconds" not in row and "train_images_per_s" not in row for row in state["history"])
+    h = resumed.history.set_index("epoch")
+    assert resumed.resumed_from_epoch == 1 and math.isnan(h.loc[1, "seconds"]) and h.loc[2, "seconds"] > 0
+    assert h.loc[2, "train_images_per_s"] > 0 and math.isnan(h.loc[1, "train_images_per_s"])
+
+
+def test_save_torch_bytes_do_not_depend_on_the_file_name(tmp_path):
+    obj = {"w": torch.arange(6.0).reshape(2, 3), "history": [{"epoch": 1, "loss": 0.5}]}
+    save_torch(obj, tmp_path / "one.pt")
+    save_torch(obj, tmp_path / "sub" / "two.pt")
+    assert (tmp_path / "one.pt").read_bytes() == (tmp_path / "sub" / "two.pt").read_bytes()
+    loaded = torch.load(tmp_path / "sub" / "two.pt", weights_only=True)
+    assert torch.equal(loaded["w"], obj["w"]) and loaded["history"] == obj["history"]
+    assert not list(tmp_path.glob(".*tmp*"))  # no temporary file left behind
+    # equal values held by distinct objects (as after reading a checkpoint back) pickle to the same bytes
+    rows = [{"epoch": 0}, {"epoch": 1}]
+    rebuilt = [{"".join(["ep", "och"]): 0}, {"".join(["ep", "och"]): 1}]
+    save_torch(rows, tmp_path / "rows.pt")
+    save_torch(rebuilt, tmp_path / "rebuilt.pt")
+    assert (tmp_path / "rows.pt").read_bytes() == (tmp_path / "rebuilt.pt").read_bytes()
 
 
 def test_changed_settings_restart_instead_of_resuming(toy, tmp_path):

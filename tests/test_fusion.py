@@ -247,3 +247,64 @@ def test_fusion_module_loads_without_geo_or_text_stack() -> None:
     assert list(result.embeddings.columns) == embedding_columns(DIM)
     assert result.embeddings.index.name == REGION_ID
 
+
+
+def test_saved_parameters_are_byte_identical_for_the_same_seed(tmp_path: Path) -> None:
+    """fusion.pt holds no timing or path: two runs with the same seed write the same bytes (DVC sees no change)."""
+    rs, sv, text, _ = _tables()
+    paths = []
+    for run in ("a", "b"):
+        result = fuse_regions(rs, sv, text, FusionConfig(epochs=2, seed=5))
+        paths.append(save_fusion_model(result, tmp_path / run / "fusion.pt"))
+    assert paths[0].read_bytes() == paths[1].read_bytes()
+    payload = torch.load(paths[0], weights_only=True)
+    assert "seconds" not in payload and not any("second" in key for key in payload["details"])
+
+
+def test_untrained_fusion_is_the_seeded_initialisation() -> None:
+    from musecl.fusion import untrained_fusion
+
+    rs, sv, text, _ = _tables()
+    config = FusionConfig(loss="infonce", output="image+text", epochs=3, seed=6)
+    untrained = untrained_fusion(rs, sv, text, config)
+    assert untrained.config == FusionConfig(loss="none", output="image+text", seed=6) and untrained.history.empty
+    expected = fuse_regions(rs, sv, text, FusionConfig(loss="none", output="image+text", seed=6))
+    pd.testing.assert_frame_equal(untrained.embeddings, expected.embeddings)
+
+
+def test_variant_tables(tmp_path: Path) -> None:
+    import json
+    from types import SimpleNamespace
+
+    from musecl.stages import variants
+
+    rs, sv, text, _ = _tables()
+    specs = {"svrv": SimpleNamespace(rs="rs", sv="sv", fusion={"loss": "none", "output": "image"}, description="d1"),
+                "nce": SimpleNamespace(rs="rs_random", sv="sv", fusion={"loss": "infonce", "output": "image"},
+                                       description="d2")}
+    table = variants.variant_table(specs)
+    assert list(table.index) == ["svrv", "nce"] and list(table.columns) == ["rs", "sv", "loss", "output", "description"]
+    assert table.loc["nce", "rs"] == "rs_random" and table.loc["svrv", "loss"] == "none"
+    results = {"svrv": fuse_regions(rs, sv, None, FusionConfig(loss="none", seed=1)),
+               "nce": fuse_regions(rs, sv, text, FusionConfig(loss="infonce", epochs=2, seed=1))}
+    written = variants.write_variant_metrics(results, tmp_path / "variants")
+    assert [p.name for p in written] == ["svrv.json", "nce.json"]
+    assert json.loads(written[1].read_text())["config"]["loss"] == "infonce"
+    metrics = variants.variant_metrics_table(results)
+    assert list(metrics.index) == ["svrv", "nce"] and "config" not in metrics.columns and "attention" not in metrics
+    assert pd.isna(metrics.loc["svrv", "final_loss"]) and metrics.loc["nce", "regions"] == 40
+    summaries = variants.attention_summaries(results)
+    pd.testing.assert_frame_equal(summaries.loc["nce"], attention_summary(results["nce"].attention))
+    for name, result in results.items():
+        write_embeddings(result.embeddings, tmp_path / f"{name}.parquet")
+    checks = variants.variant_output_checks(results, tmp_path)
+    assert list(checks.index) == ["svrv", "nce"] and checks.to_numpy().all()
+    broken = results["nce"].embeddings.copy()
+    broken.iloc[0, 0] = np.nan
+    write_embeddings(broken, tmp_path / "nce.parquet")
+    with pytest.raises(ValueError, match="nce.parquet: embedding table contains NaN"):  # read_embeddings refuses it
+        variants.variant_output_checks(results, tmp_path)
+    results["nce"].attention.loc["r000", "alpha_rs"] = 0.9  # weights no longer sum to one
+    write_embeddings(results["nce"].embeddings, tmp_path / "nce.parquet")
+    checks = variants.variant_output_checks(results, tmp_path)
+    assert checks.loc["nce", "one row per region"] and not checks.loc["nce", "attention sums to 1"]

@@ -46,7 +46,7 @@ def test_build_tutorial_notebook_runs(tmp_path):
 @pytest.fixture(scope="module")
 def built_city_pipeline(tmp_path_factory) -> TinyPipeline:
     """The tiny pipeline with `prepare` building the example city instead of generating the synthetic one."""
-    from musecl.build import example_inputs
+    from musecl.opendata import example_inputs
 
     root = tmp_path_factory.mktemp("built_city")
     config = example_inputs(root / "inputs", seed=0)

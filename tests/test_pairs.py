@@ -63,7 +63,7 @@ def test_most_similar_matches_full_matrix_and_skips_self(metric, monkeypatch):
     x = features(1)
     sim = similarity_matrix(x, metric)
     np.fill_diagonal(sim, -np.inf)
-    monkeypatch.setattr(pairs, "_CHUNK_ROWS", 5)  # several blocks
+    monkeypatch.setattr(pairs.similarity, "_CHUNK_ROWS", 5)  # several blocks
     top = most_similar(x, metric, 3, rng=np.random.default_rng(0))
     assert (top != np.arange(len(x))[:, None]).all()
     best = sim.max(axis=1)
@@ -213,3 +213,61 @@ def test_stage_helpers_on_the_tiny_city(tiny_bundle):
     assert set(sets["sv"].train["anchor_image"]) <= sv_images
     summary = pairs.triplet_summary(sets, cfg)
     assert summary.loc["sv", "images"] == len(sets["sv"].images) and summary.loc["rs", "train triplets"] == 200
+
+
+def test_stage_summaries_and_metrics():
+    poi = pd.DataFrame({"food": [2, 0, 1], "shop": [0, 0, 3]}, index=pd.Index(["a", "b", "c"], name="region_id"))
+    summary = pairs.poi_summary(poi)
+    assert summary.loc["POIs"].tolist() == [3, 3] and summary.loc["regions with one"].tolist() == [0.667, 0.333]
+    sim = np.array([[1.0, 0.2, 0.4], [0.2, 1.0, 0.6], [0.4, 0.6, 1.0]])
+    table = pairs.similarity_summary({"poi": sim, "mobility": -sim}, {"poi": "cosine", "mobility": "neg_l1"})
+    assert list(table.index) == ["poi", "mobility"]
+    assert table.loc["poi", "metric"] == "cosine" and table.loc["poi", "regions"] == 3
+    assert table.loc["poi", "median over pairs"] == pytest.approx(0.4)
+    check_summary = pd.DataFrame({"indicators: P(positive closer)": [0.7], "mean λ positive": [0.9],
+                                  "mean λ random": [0.1]}, index=["rs"])
+    metrics = pairs.pair_metrics(check_summary)
+    assert metrics == {"rs": {"positive_closer_share_indicators": 0.7, "mean_similarity_positive": 0.9,
+                              "mean_similarity_random": 0.1}}
+    assert all(type(v) is float for v in metrics["rs"].values())  # JSON-ready
+
+
+def test_pair_quality_tables(tiny_bundle, tmp_path):
+    cfg = {"mobility": {"source": "auto"}, "similarity": {"mobility": "log_l2", "poi": "cosine"},
+           "modalities": {"rs": {"indicator": "poi", "n_train": 120, "n_val": 30},
+                          "sv": {"indicator": "mobility", "n_train": 100, "n_val": 20}}}
+    tables = pairs.region_indicator_tables(tiny_bundle, cfg)
+    sets = pairs.modality_triplets(tiny_bundle, tables, cfg, seed=1)
+    similarities = pairs.region_similarities(tables, cfg["similarity"])
+    # positive pairs keyed by the similarity that chose them
+    pair_sims = pairs.positive_pair_similarities(sets, similarities, cfg)
+    assert set(pair_sims) == {"poi", "mobility"} and len(pair_sims["mobility"]) == 100
+    expected = pairs.similarity_of_pairs(similarities["poi"], sets["rs"].region_ids, sets["rs"].train)
+    pd.testing.assert_frame_equal(pair_sims["poi"], expected)
+    only_rs = {"modalities": {"rs": {"indicator": "poi"}}}
+    assert set(pairs.positive_pair_similarities({"rs": sets["rs"]}, similarities, only_rs)) == {"poi"}
+    # per-indicator agreement of both modalities side by side
+    checks, _ = pairs.pair_checks(tiny_bundle, sets, similarities, cfg)
+    side = pairs.indicator_agreement_table(checks)
+    assert list(side.columns.levels[0]) == ["rs", "sv"]
+    pd.testing.assert_frame_equal(side["sv"], checks["sv"])
+    # invariants of the written triplet files
+    pairs.write_pairs(tmp_path, tables, sets)
+    written = pairs.written_triplet_checks(tmp_path, sets, cfg)
+    assert list(written.index) == [("rs", "train"), ("rs", "val"), ("sv", "train"), ("sv", "val")]
+    assert written.to_numpy().all()
+    bigger = {"modalities": {**cfg["modalities"], "sv": {**cfg["modalities"]["sv"], "n_val": 21}}}
+    assert not pairs.written_triplet_checks(tmp_path, sets, bigger).loc[("sv", "val"), "configured size"]
+    with pytest.raises(FileNotFoundError, match="run the `pairs` stage"):
+        pairs.written_triplet_checks(tmp_path / "missing", sets, cfg)
+
+
+def test_similarity_figure_titles():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    sim = np.array([[1.0, 0.2, 0.4], [0.2, 1.0, 0.6], [0.4, 0.6, 1.0]])
+    pair_sims = {"poi": pd.DataFrame({"positive": [0.6, 0.4], "random": [0.2, 0.2]})}
+    fig = pairs.plot_source_similarities({"mobility": sim, "poi": sim}, pair_sims)
+    assert [ax.get_title() for ax in fig.axes] == ["λ^PM (mobility)", "λ^POI (POI mix)"]
+    assert len(fig.axes[0].patches) == 40 and len(fig.axes[1].patches) == 80  # positives drawn on the POI panel only

@@ -267,3 +267,35 @@ def test_heading_matters_only_through_the_field():
     assert np.mean([(lab == LABEL["water"]).mean() for _, lab in north]) > 0.05
     assert all((lab == LABEL["water"]).sum() == 0 for _, lab in south)
     assert np.mean([blue_fraction(img) for img, _ in north]) > np.mean([blue_fraction(img) for img, _ in south])
+
+
+def test_package_exports_the_public_api():
+    import musecl.synthetic.render as render
+    from musecl.synthetic.latents import LATENT_NAMES
+
+    for name in render.__all__:
+        assert getattr(render, name) is not None
+    assert render.LATENTS == LATENT_NAMES == NAMES
+    assert [render.LABEL[name] for name in render.SCENE_CLASSES] == list(range(len(render.SCENE_CLASSES)))
+
+
+def test_generator_state_after_a_render_depends_only_on_the_inputs():
+    for fn, args in ((render_remote_sensing, (LON, LAT, 48, 700.0)), (render_street_view, (LON, LAT, 30.0, 64))):
+        states = []
+        for _ in range(2):
+            rng = np.random.default_rng(3)
+            fn(Field(**CENTRE), *args, rng)
+            states.append(rng.bit_generator.state["state"]["state"])
+        assert states[0] == states[1]
+
+
+def test_street_view_latents_and_quay_distance_from_the_sampled_grid():
+    from musecl.synthetic.render.street_view import _SV_AHEAD_M, _SV_SIDE_M, _latents_at, _water_ahead
+
+    grid = {"water": np.add.outer(_SV_SIDE_M, _SV_AHEAD_M).astype(np.float32)}
+    assert _latents_at(grid, 50.0, 20.0)["water"] == pytest.approx(70.0)
+    assert _latents_at(grid, 1e4, -1e4)["water"] == pytest.approx(_SV_AHEAD_M[-1] + _SV_SIDE_M[0])  # clamped
+    assert _water_ahead(np.zeros(len(_SV_AHEAD_M))) == float("inf")
+    assert _water_ahead(np.ones(len(_SV_AHEAD_M))) == 4.0
+    ramp = np.clip((_SV_AHEAD_M - 10.0) / 40.0, 0, 1)  # crosses 0.5 at 30 m
+    assert _water_ahead(ramp) == pytest.approx(30.0)

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from musecl import sensitivity
+from musecl.stages import sensitivity
 from musecl.config import load_params
 
 
@@ -62,3 +62,14 @@ def test_sensitivity_notebook(tiny_pipeline):
     same = table[(table["parameter"] == "margin") & (table["value"] == 5.0)].drop(columns=["parameter", "value"])
     assert np.array_equal(base["r2"].to_numpy(), same["r2"].to_numpy())  # the base point is one run on both curves
     assert (tiny_pipeline.paths["reports"] / "06b_sensitivity" / "sensitivity.png").is_file()
+
+
+def test_r2_table_gives_mean_and_std_over_folds_per_setting_method_and_indicator():
+    rows = [{"parameter": "margin", "value": 5.0, "method": m, "indicator": i, "fold": f, "r2": r}
+            for m, i, f, r in [("MuseCL", "pd", 0, 0.5), ("MuseCL", "pd", 1, 0.7), ("RS", "pd", 0, 0.1),
+                               ("RS", "pd", 1, 0.3), ("MuseCL", "hd", 0, 0.2), ("MuseCL", "hd", 1, 0.2)]]
+    wide = sensitivity.r2_table(pd.DataFrame(rows))
+    assert wide.loc[("margin", 5.0, "MuseCL"), "pd"] == "0.600 ± 0.141"
+    assert wide.loc[("margin", 5.0, "MuseCL"), "hd"] == "0.200 ± 0.000"
+    assert wide.loc[("margin", 5.0, "RS"), "pd"] == "0.200 ± 0.141"
+    assert list(wide.columns) == ["pd", "hd"]  # indicators in the order they come

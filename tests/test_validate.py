@@ -4,6 +4,8 @@ from __future__ import annotations
 import io
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import h3
@@ -492,6 +494,18 @@ def test_command_line(tmp_path, parts, capsys):
     assert main([str(root), "--drop"]) == 0
     assert "pois.parquet: 1 row(s), bad category" in capsys.readouterr().out
     assert main([str(tmp_path / "nowhere")]) == 1
+
+
+def test_module_runs_as_a_script(tmp_path, parts):
+    """`python -m musecl.data.validate PATH` (what docs/data_format.md and the README tell people to run)."""
+    root = write_bundle(tmp_path / "city", parts)
+    command = [sys.executable, "-m", "musecl.data.validate"]
+    repo = Path(__file__).parents[1]
+    valid = subprocess.run([*command, str(root), "--markdown"], capture_output=True, text=True, cwd=repo)
+    assert valid.returncode == 0, valid.stderr
+    assert valid.stdout.startswith("**VALID")
+    missing = subprocess.run([*command, str(tmp_path / "nowhere")], capture_output=True, text=True, cwd=repo)
+    assert missing.returncode == 1 and missing.stdout.startswith("INVALID")
 
 
 # ---- the synthetic city -------------------------------------------------------------------------------------------

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from musecl.contract import REGION_ID  # noqa: F401  (the key of every region table; re-exported here)
+
 WGS84_CRS = "EPSG:4326"
-REGION_ID = "region_id"
 FORMAT_VERSION = 1
 
 # ---- files -------------------------------------------------------------------------------------------------------

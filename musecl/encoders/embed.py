@@ -13,7 +13,8 @@ import torch
 
 from musecl.encoders.image_cache import REGION_ID, ImageCache
 from musecl.encoders.models import ImageEncoder
-from musecl.encoders.train import autocast_context, resolve_device, to_input
+from musecl.encoders.data import to_input
+from musecl.encoders.devices import autocast_context, resolve_device
 
 MISSING_POLICIES = ("neighbours", "mean", "zeros", "error")
 
@@ -128,3 +129,24 @@ def region_embeddings(
     means, counts = region_means(vectors, cache.index[REGION_ID].to_numpy(), region_ids)
     means = fill_missing(means, counts, region_ids, missing)
     return to_frame(region_ids, means), pd.Series(counts, index=region_ids, name="n_images")
+
+
+def embed_regions(
+    model: ImageEncoder,
+    cache: ImageCache,
+    region_ids: pd.Index | list[str] | np.ndarray,
+    encoders: dict,
+    progress: bool = False,
+) -> tuple[pd.DataFrame, pd.Series]:
+    """:func:`region_embeddings` with the pipeline's settings: `encoders` is params.yaml's `encoders` section, whose
+    `missing_regions` policy and `runtime` (eval batch size, device, precision) apply. Every image method (MuseCL's
+    encoders, the baselines, the sensitivity runs) embeds its regions through here."""
+    runtime = encoders.get("runtime", {})
+    return region_embeddings(
+        model, cache, region_ids,
+        missing=encoders.get("missing_regions", "neighbours"),
+        batch_size=int(runtime.get("eval_batch_size", 256)),
+        device=runtime.get("device", "auto"),
+        precision=runtime.get("precision", "auto"),
+        progress=progress,
+    )

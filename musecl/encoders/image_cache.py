@@ -10,8 +10,8 @@ cache behind.
 """
 from __future__ import annotations
 
+import hashlib
 import json
-import os
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -22,8 +22,9 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-REGION_ID = "region_id"  # == musecl.data.schema.REGION_ID (not imported: keep this module light for GPU machines)
-MODALITIES = {"rs": "remote_sensing", "sv": "street_view"}
+from musecl.contract import IMAGE_TABLES as MODALITIES  # modality -> bundle table
+from musecl.contract import REGION_ID
+
 IMAGES_FILE, INDEX_FILE, META_FILE = "images.npy", "index.parquet", "meta.json"
 
 
@@ -106,13 +107,15 @@ class ImageCache:
 
 
 def table_fingerprint(table: pd.DataFrame, shape: tuple[int, int], image_root: str | Path | None = None) -> str:
-    """Identity of a cache's content: image ids, regions, paths, the cached image shape and, given `image_root`, each
-    file's size and modification time (so edited images are noticed without decoding them)."""
+    """Identity of a cache's content: image ids, regions, paths, the cached image shape and, given `image_root`, a
+    digest of each file's bytes (so edited images are noticed without decoding them, and a regenerated but identical
+    city gives the same fingerprint: no modification time enters it, so the cache is the same bytes on every run)."""
     columns = [c for c in ("image_id", REGION_ID, "path") if c in table.columns]
     frame = table[columns].astype(str)
     if image_root is not None:
-        stats = [os.stat(Path(image_root) / p) for p in table["path"].astype(str)]
-        frame = frame.assign(size=[st.st_size for st in stats], mtime=[st.st_mtime_ns for st in stats])
+        digests = [hashlib.blake2b((Path(image_root) / p).read_bytes(), digest_size=8).hexdigest()
+                   for p in table["path"].astype(str)]
+        frame = frame.assign(content=digests)
     digest = int(pd.util.hash_pandas_object(frame, index=False).sum()) & 0xFFFFFFFFFFFFFFFF
     return f"{digest:016x}-{len(table)}-{shape[0]}x{shape[1]}"
 
@@ -212,7 +215,7 @@ def build_image_cache(
             "height": shape[0],
             "width": shape[1],
             "image_size": image_size,
-            "source": str(root),
+            "source": Path(root).name,  # the bundle folder's name only: no machine path in a DVC output
             "fingerprint": table_fingerprint(index, shape, root),
         }
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")

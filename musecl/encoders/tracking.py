@@ -1,0 +1,47 @@
+"""Watching a training run: per-epoch metrics to DVCLive (`open_live`, `log_epoch`; a resumed run replays its history
+so each epoch appears once) and a tqdm progress bar over all steps (`progress_bar`). Both are optional: dvclive and
+tqdm are imported lazily and, when they are not installed (a bare GPU machine), these return None and log nothing.
+(Named `tracking` rather than `logging` so that it can never be mistaken for the standard library's module.)
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+
+def open_live(log_dir: str | None, history: list[dict[str, Any]]):
+    """A fresh DVCLive run replaying `history` (so a resumed run's curves have each epoch exactly once)."""
+    if log_dir is None:
+        return None
+    try:
+        from dvclive import Live
+    except ImportError:
+        return None
+    live = Live(str(log_dir), resume=False, report=None, save_dvc_exp=False, dvcyaml=False)
+    for row in history:
+        log_epoch(live, row)
+    return live
+
+
+def log_epoch(live, row: dict[str, Any]) -> None:
+    """One history row as DVCLive step `epoch`: train/val loss and accuracy and the learning rate (NaNs skipped)."""
+    if live is None:
+        return
+    live.step = int(row["epoch"])
+    for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr"):
+        value = row.get(key)
+        if value is not None and not (isinstance(value, float) and math.isnan(value)):
+            live.log_metric(key.replace("_", "/", 1) if key != "lr" else "lr", float(value))
+    live.next_step()
+
+
+def progress_bar(total: int, initial: int, enabled: bool, desc: str):
+    """A tqdm bar over training steps, or None when disabled or tqdm is not installed."""
+    if not enabled:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    # a long refresh interval: in executed notebooks every refresh is a line of output
+    return tqdm(total=total, initial=initial, desc=desc, unit="step", mininterval=10.0)

@@ -1,0 +1,142 @@
+"""What each reader kept and dropped, with counts: the build's answer to "where did my rows go?".
+
+Every reader returns a :class:`ReaderReport`; :func:`musecl.opendata.build_bundle` collects them in a
+:class:`BuildReport`, which the notebook shows as a table and the bundle keeps in `city.json` (key `build`).
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+# Drop reasons used by several readers (readers may add their own, e.g. "no taxonomy match").
+BAD_COORDINATES = "bad coordinates"  # missing, non-numeric, non-finite, out of range, or exactly (0, 0)
+OUTSIDE = "outside the regions"  # a valid point whose H3 cell is not one of the city's (kept) regions
+BAD_TIME = "bad time"  # a timestamp that does not parse
+UNREADABLE = "unreadable image"  # the file is missing or cannot be decoded
+DUPLICATE = "duplicate id"
+
+# A reader that drops more than this share of its rows as outside the boundary adds a warning: usually lon/lat are
+# swapped, the file is for another city, or the coordinates are projected rather than WGS84.
+SUSPICIOUS_OUTSIDE_SHARE = 0.5
+
+
+class BuildError(ValueError):
+    """An input of a city build is unusable; the message names the file, key, column or row and what was expected."""
+
+
+@dataclass
+class ReaderReport:
+    """Counts of one reader: rows read, rows kept, and rows dropped per reason."""
+
+    reader: str
+    source: str
+    read: int = 0
+    kept: int = 0
+    dropped: Counter = field(default_factory=Counter)
+    notes: list[str] = field(default_factory=list)
+
+    def drop(self, reason: str, count: int) -> None:
+        if count:
+            self.dropped[reason] += int(count)
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+
+    @property
+    def n_dropped(self) -> int:
+        return int(sum(self.dropped.values()))
+
+    def check_outside_share(self) -> None:
+        """Warn (as a note) when most valid points fell outside the city: the usual sign of swapped lon/lat."""
+        valid = self.read - self.dropped.get(BAD_COORDINATES, 0)
+        outside = self.dropped.get(OUTSIDE, 0)
+        if valid > 0 and outside / valid > SUSPICIOUS_OUTSIDE_SHARE:
+            self.note(
+                f"{outside:,} of {valid:,} valid points ({outside / valid:.0%}) lie outside the city: are lon and lat "
+                "swapped, the coordinates projected instead of WGS84, or the file for another area?"
+            )
+
+    def require_kept(self, what: str, hint: str = "") -> None:
+        """Fail when nothing survived: an input that yields nothing is unusable, not an empty table."""
+        if self.kept == 0:
+            reasons = ", ".join(f"{n:,} {r}" for r, n in self.dropped.most_common()) or "no rows"
+            raise BuildError(f"{self.source}: no {what} kept ({self.read:,} read; dropped: {reasons}){hint}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "reader": self.reader,
+            "source": self.source,
+            "read": int(self.read),
+            "kept": int(self.kept),
+            "dropped": {k: int(v) for k, v in sorted(self.dropped.items())},
+            "notes": list(self.notes),
+        }
+
+
+@dataclass
+class BuildReport:
+    """Everything `build_bundle` did: the bundle's path, its size, and one ReaderReport per input."""
+
+    city: str
+    out_dir: Path
+    h3_resolution: int
+    n_regions: int = 0
+    readers: list[ReaderReport] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def add(self, report: ReaderReport) -> ReaderReport:
+        self.readers.append(report)
+        return report
+
+    def table(self) -> pd.DataFrame:
+        """One row per reader: source file, rows read, kept, dropped, and the drop reasons with their counts."""
+        rows = [{
+            "reader": r.reader,
+            "source": Path(r.source).name if "/" in r.source else r.source,
+            "read": r.read,
+            "kept": r.kept,
+            "dropped": r.n_dropped,
+            "reasons": "; ".join(f"{n:,} {reason}" for reason, n in r.dropped.most_common()),
+        } for r in self.readers]
+        return pd.DataFrame(rows).set_index("reader")
+
+    @property
+    def notes(self) -> list[str]:
+        return [f"{r.reader}: {note}" for r in self.readers for note in r.notes]
+
+    def summary(self) -> str:
+        lines = [f"built '{self.city}' ({self.n_regions} regions, H3 resolution {self.h3_resolution}) at {self.out_dir}"
+                 f" in {self.seconds:.1f} s"]
+        for r in self.readers:
+            dropped = ", ".join(f"{n:,} {reason}" for reason, n in r.dropped.most_common()) or "nothing"
+            lines.append(f"  {r.reader:<22} read {r.read:>10,}  kept {r.kept:>10,}  dropped {dropped}")
+        lines += [f"  note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+    def to_dict(self, relative_to: str | Path | None = None) -> dict[str, Any]:
+        """The counts (no timings, so the same inputs give a byte-identical city.json); file paths under
+        `relative_to` (the config's folder) are written relative to it, so the record does not depend on the machine."""
+        readers = [r.to_dict() for r in self.readers]
+        if relative_to is not None:
+            prefix = str(Path(relative_to).resolve()) + "/"
+            plain = str(Path(relative_to)) + "/"
+
+            def rel(text: str) -> str:
+                return text.replace(prefix, "").replace(plain, "")
+
+            for r in readers:
+                r["source"] = rel(r["source"])
+                r["notes"] = [rel(n) for n in r["notes"]]
+        return {
+            "city": self.city,
+            "h3_resolution": self.h3_resolution,
+            "n_regions": self.n_regions,
+            "readers": readers,
+        }
+
+    def __str__(self) -> str:
+        return self.summary()
