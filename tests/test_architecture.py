@@ -3,6 +3,7 @@ the lazy ones inside functions), no private names imported across modules, and n
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,7 @@ SAME_LAYER = {("pairs", "mobility"), ("pairs", "encoders"), ("opendata", "data")
 # Algorithms the evaluation must never reach: it scores embedding tables, whoever made them.
 EVALUATION_MUST_NOT_IMPORT = {"encoders", "pairs", "fusion", "text", "mobility", "methods", "stages"}
 MAX_LINES = 450
+ARCHITECTURE = PACKAGE.parent / "docs" / "architecture.md"
 
 
 def _unit(module: str) -> str:
@@ -118,3 +120,33 @@ def test_the_layer_rules_catch_an_upward_import(tmp_path):
     [(target, _, line)] = _imports(bad / "x.py", "musecl.pairs.x")
     assert (target, line) == ("musecl.stages", 2)
     assert _layer(_unit(target)) > _layer(_unit("musecl.pairs.x"))
+
+
+def module_tree(width: int = 92) -> str:
+    """One line per module of musecl/: its path and its docstring's first sentence (docs/architecture.md lists it)."""
+    lines = []
+    for path in sorted(PACKAGE.rglob("*.py"), key=lambda p: (p.parent.as_posix(), p.name != "__init__.py", p.name)):
+        doc = " ".join((ast.get_docstring(ast.parse(path.read_text())) or "").split())
+        for match in re.finditer(r"\. (?=[A-Z`(*])", doc):
+            if not re.search(r"(\beqs?|e\.g|i\.e|vs|cf|\bet al)$", doc[: match.start()]):
+                doc = doc[: match.start()] + "."
+                break
+        if len(doc) > width:
+            doc = doc[: width - 4].rsplit(" ", 1)[0] + " ..."
+        lines.append(f"{path.relative_to(PACKAGE.parent).as_posix():<42}{doc}")
+    return "\n".join(lines)
+
+
+def test_every_module_has_a_docstring():
+    missing = [str(p.relative_to(PACKAGE.parent)) for p in PACKAGE.rglob("*.py") if not ast.get_docstring(ast.parse(p.read_text()))]
+    assert not missing, f"modules without a docstring saying their role: {missing}"
+
+
+def test_the_architecture_page_lists_every_module():
+    text = ARCHITECTURE.read_text()
+    assert module_tree() in text, ("docs/architecture.md's module list is out of date; print the current one with "
+                                   "`python tests/test_architecture.py` and paste it there")
+
+
+if __name__ == "__main__":
+    print(module_tree())
