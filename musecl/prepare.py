@@ -100,14 +100,15 @@ def bundle_inventory(bundle: CityBundle) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("item")
 
 
-def oracle_metrics(bundle: CityBundle, folds: int, repeats: int, seed: int) -> pd.DataFrame | None:
+def oracle_metrics(bundle: CityBundle, folds: int, repeats: int, seed: int, inner_folds: int = 3) -> pd.DataFrame | None:
     """The latent-variable oracle's R² per indicator (None for a real city, which has no latents)."""
     from musecl.oracle import oracle_r2
 
     latents = bundle.latents()
     if latents is None:
         return None
-    return oracle_r2(latents, bundle.indicators(transformed=True), folds=folds, repeats=repeats, seed=seed)
+    return oracle_r2(latents, bundle.indicators(transformed=True), folds=folds, repeats=repeats, seed=seed,
+                     inner_folds=inner_folds)
 
 
 def write_oracle_metrics(oracle: pd.DataFrame | None, path: str | Path) -> dict[str, Any]:
@@ -118,5 +119,7 @@ def write_oracle_metrics(oracle: pd.DataFrame | None, path: str | Path) -> dict[
     if oracle is not None:
         metrics["oracle_r2"] = {name: round(float(v), 4) for name, v in oracle["r2_mean"].items()}
         metrics["oracle_r2_std"] = {name: round(float(v), 4) for name, v in oracle["r2_std"].items()}
+        metrics["oracle_r2_min_fold"] = {name: round(float(v), 4) for name, v in oracle["r2_min"].items()}
+        metrics["linear_r2"] = {name: round(float(v), 4) for name, v in oracle["linear_r2_mean"].items()}
     write_json(metrics, path)
     return metrics

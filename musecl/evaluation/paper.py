@@ -10,6 +10,7 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
+from musecl.evaluation.checks import CheckSettings, check_notes, run_checks
 from musecl.evaluation.stats import compare_to_best_baseline, summarise
 from musecl.evaluation.tables import Table, frame_table, paper_comparison, rank_agreement, table1, table2
 
@@ -46,9 +47,13 @@ def paper_tables(
     reference: pd.DataFrame,
     city: str,
     headline: Mapping[str, str],
+    checks: Mapping[str, Any] | None = None,
 ) -> dict[str, Table]:
     """Table 1 and Table 2 layouts for every protocol × regressor, the significance table, and the paper-vs-ours
-    comparison (with the rank agreement) for the `headline` protocol and regressor."""
+    comparison (with the rank agreement) for the `headline` protocol and regressor. Tables 1-2 carry the flags of
+    `checks` (params.yaml evaluation.checks, musecl/evaluation/checks.py) for their protocol and regressor as notes."""
+    check_settings = CheckSettings.from_config(checks)
+    flags = run_checks(results, check_settings)
     summary = summarise(results)
     comparison = significance(results, status)
     roles = roles_of(status)
@@ -65,6 +70,8 @@ def paper_tables(
             summary, comparison, roles, protocol, regressor, city,
             caption=f"Table 2 layout, {city} ({protocol} protocol, {regressor}; means over repeats × folds). Impr. and "
                     "p (corrected resampled t-test) against the best baseline of each row.")
+        for kind in ("table1", "table2"):
+            tables[f"{kind}_{suffix}"].notes = check_notes(flags, check_settings, protocol, regressor)
     sig = comparison.copy()
     tables["significance"] = frame_table(
         sig[["protocol", "regressor", "indicator", "metric", "ours_mean", "best_baseline", "best_mean", "improvement",

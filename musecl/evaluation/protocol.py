@@ -11,11 +11,16 @@ Fairness and determinism:
   same initialisation stream and shuffling order for the same fold (common random numbers, which make the paired
   comparisons less noisy), and adding a method never changes another method's numbers;
 * work is split into tasks (method × protocol × regressor) that run in parallel processes (`n_jobs`) with one thread
-  each; the results do not depend on `n_jobs` or on the order the tasks finish in.
+  each; the results do not depend on `n_jobs` or on the order the tasks finish in;
+* every feature is clipped to the fitting rows' range (`evaluation.clip_quantile`, :func:`clip_to_fit_rows`) before
+  ridge, the MLP and the oracle, fold by fold, the same for every representation;
+* a representation with ``estimator: oracle`` (the latent-variable ceiling) is fitted, in every protocol and regressor
+  column, by the oracle family of :mod:`musecl.oracle` (chosen per indicator by inner CV on the fold's fitting rows)
+  instead of that column's regressor, and scored on the same test regions as every other row.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -23,7 +28,14 @@ import pandas as pd
 
 from musecl.data.schema import REGION_ID
 from musecl.evaluation.metrics import regression_metrics
-from musecl.evaluation.regressors import DEFAULT_ALPHAS, MLPConfig, MLPJob, fit_predict_mlp, fit_predict_ridge
+from musecl.evaluation.regressors import (
+    DEFAULT_ALPHAS,
+    MLPConfig,
+    MLPJob,
+    clip_to_fit_rows,
+    fit_predict_mlp,
+    fit_predict_ridge,
+)
 from musecl.evaluation.splits import Fold, Folds, SplitSpec, stable_key
 
 REGRESSORS = ("mlp", "ridge")
@@ -66,6 +78,8 @@ class EvaluationSettings:
     seed: int = 0
     n_jobs: int = 1
     threads_per_job: int = 1
+    clip_quantile: float | None = 0.0
+    estimators: Mapping[str, str] = field(default_factory=dict)  # representation -> "oracle" (else the column's)
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> "EvaluationSettings":
@@ -78,9 +92,16 @@ class EvaluationSettings:
             raise ValueError("params.yaml: evaluation.protocols is empty")
         ridge = cfg.get("ridge") or {}
         alphas = ridge.get("alphas")
+        clip = cfg.get("clip_quantile", 0.0)
+        if clip is not None and not (isinstance(clip, (int, float)) and 0 <= clip < 0.5):
+            raise ValueError(f"params.yaml evaluation.clip_quantile: expected null or a number in [0, 0.5), got {clip!r}")
+        estimators = {str(name): str((entry or {}).get("estimator"))
+                      for name, entry in (cfg.get("representations") or {}).items() if (entry or {}).get("estimator")}
         return cls(
             protocols=tuple(ProtocolSpec.from_config(name, p or {}) for name, p in protocols.items()),
-            mlp=MLPConfig.from_config(cfg.get("mlp")),
+            mlp=replace(MLPConfig.from_config(cfg.get("mlp")), clip_quantile=clip),
+            clip_quantile=clip,
+            estimators=estimators,
             ridge_alphas=tuple(float(a) for a in alphas) if alphas else DEFAULT_ALPHAS,
             seed=int(params.get("seed", 0)),
             n_jobs=int(cfg.get("n_jobs", 1)),
@@ -232,7 +253,10 @@ def _run_task(
     threads = torch.get_num_threads()
     torch.set_num_threads(max(1, settings.threads_per_job))
     try:
-        if regressor == "mlp":
+        oracle = settings.estimators.get(method) == "oracle"
+        if oracle:
+            fits = _oracle_fits(protocol, x, y, folds, settings)
+        elif regressor == "mlp":
             fits = _mlp_fits(method, protocol, x, y, indicators, folds, settings)
         else:
             fits = _ridge_fits(x, y, folds, settings)
@@ -245,8 +269,8 @@ def _run_task(
         rows.append({
             "method": method, "indicator": indicators[t], "regressor": regressor, "protocol": protocol,
             "repeat": fold.repeat, "fold": fold.fold, **metrics,
-            "n_train": len(fold.train) if regressor == "mlp" else len(fold.train) + len(fold.val),
-            "n_val": len(fold.val) if regressor == "mlp" else 0,
+            "n_train": len(fold.train) if regressor == "mlp" and not oracle else len(fold.train) + len(fold.val),
+            "n_val": len(fold.val) if regressor == "mlp" and not oracle else 0,
             "n_test": len(fold.test),
             "best_epoch": extra.get("best_epoch", -1), "epochs": extra.get("epochs", -1),
             "alpha": extra.get("alpha", float("nan")),
@@ -275,7 +299,19 @@ def _mlp_fits(method, protocol, x, y, indicators, folds, settings):
 def _ridge_fits(x, y, folds, settings):
     out = []
     for f in folds:
-        pred, alphas = fit_predict_ridge(x, y, f.fit, f.test, settings.ridge_alphas)
+        pred, alphas = fit_predict_ridge(x, y, f.fit, f.test, settings.ridge_alphas, settings.clip_quantile)
         for t in range(y.shape[1]):
             out.append((f, t, pred[:, t], {"alpha": float(alphas[t] if alphas.size > 1 else alphas[0])}))
+    return out
+
+
+def _oracle_fits(protocol, x, y, folds, settings):
+    """The oracle family (musecl.oracle) on each fold's fitting rows; its seed depends on the fold, not the column."""
+    from musecl.oracle import fit_predict_oracle
+
+    out = []
+    for f in folds:
+        xc = clip_to_fit_rows(x, f.fit, settings.clip_quantile)
+        pred, _ = fit_predict_oracle(xc, y, f.fit, f.test, stable_key(settings.seed, "oracle", protocol, f.repeat, f.fold))
+        out.extend((f, t, pred[:, t], {}) for t in range(y.shape[1]))
     return out

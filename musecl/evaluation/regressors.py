@@ -41,6 +41,7 @@ class MLPConfig:
     standardize_targets: bool = False  # the paper regresses the (log) targets as they are
     stack_size: int = 8  # models trained together; ~8 is fastest on a CPU core (cache), use hundreds on a GPU
     device: str = "cpu"
+    clip_quantile: float | None = None  # set from evaluation.clip_quantile (see clip_to_fit_rows)
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any] | None) -> "MLPConfig":
@@ -119,7 +120,23 @@ def _forward(x: torch.Tensor, weights: list[torch.Tensor], biases: list[torch.Te
     return h.squeeze(-1)
 
 
-def _standardise(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
+def clip_to_fit_rows(x: np.ndarray, rows: np.ndarray, quantile: float | None) -> np.ndarray:
+    """`x` with every feature clipped to the [q, 1 - q] quantiles of the fitting `rows` (None: unchanged).
+
+    The guard against extrapolation (docs/evaluation.md): a test region whose feature lies beyond anything the
+    regressor saw in training is treated as the most extreme training value. q = 0 clips to the training range only,
+    so no training row changes; every row (train, validation, test) is clipped by the same statistics.
+    """
+    if quantile is None:
+        return x
+    if not 0 <= quantile < 0.5:
+        raise ValueError(f"evaluation.clip_quantile: expected null or a number in [0, 0.5), got {quantile!r}")
+    lo, hi = np.quantile(x[rows], [quantile, 1 - quantile], axis=0)
+    return np.clip(x, lo, hi)
+
+
+def _standardise(x: np.ndarray, rows: np.ndarray, clip_quantile: float | None = None) -> np.ndarray:
+    x = clip_to_fit_rows(x, rows, clip_quantile)
     mean = x[rows].mean(axis=0)
     std = x[rows].std(axis=0)
     std[std == 0] = 1.0  # a feature constant on the training rows carries no information; leave it at 0
@@ -191,7 +208,7 @@ def _train_stack(
     dims = [x.shape[1], *config.hidden, 1]
     features, targets, scales, weights, biases, gens = [], [], [], [], [], []
     for job in jobs:
-        features.append(_standardise(x, np.asarray(job.train)))
+        features.append(_standardise(x, np.asarray(job.train), config.clip_quantile))
         t = y[:, job.target]
         mean, std = (t[job.train].mean(), t[job.train].std()) if config.standardize_targets else (0.0, 1.0)
         std = std if std > 0 else 1.0
@@ -330,9 +347,15 @@ DEFAULT_ALPHAS = tuple(float(a) for a in np.logspace(-3, 5, 17))
 
 
 def fit_predict_ridge(
-    x: np.ndarray, y: np.ndarray, fit_rows: np.ndarray, test_rows: np.ndarray, alphas: Sequence[float] = DEFAULT_ALPHAS
+    x: np.ndarray,
+    y: np.ndarray,
+    fit_rows: np.ndarray,
+    test_rows: np.ndarray,
+    alphas: Sequence[float] = DEFAULT_ALPHAS,
+    clip_quantile: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Ridge regression of every target column at once, features standardised on `fit_rows`.
+    """Ridge regression of every target column at once, features clipped (:func:`clip_to_fit_rows`) and standardised
+    on `fit_rows`.
 
     The penalty is chosen per target by efficient leave-one-out CV on `fit_rows` (RidgeCV). Returns the predictions on
     `test_rows` (n_test, T) and the chosen penalties (T,).
@@ -342,6 +365,7 @@ def fit_predict_ridge(
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     fit_rows, test_rows = np.asarray(fit_rows), np.asarray(test_rows)
+    x = clip_to_fit_rows(x, fit_rows, clip_quantile)
     mean = x[fit_rows].mean(axis=0)
     std = x[fit_rows].std(axis=0)
     std[std == 0] = 1.0

@@ -13,7 +13,10 @@ Each entry of `evaluation.representations` in params.yaml is one representation:
   or ``reference`` (bounds such as the latent-variable oracle: shown apart, never bold, never "best baseline");
 * ``paper_name``: the method's row name in the paper's tables (reports/reference/), for the side-by-side table;
 * ``stage``: the pipeline stage that writes the inputs, named in the error when a file is missing (a default is
-  known for the pipeline's own embedding files, :data:`PRODUCERS`).
+  known for the pipeline's own embedding files, :data:`PRODUCERS`);
+* ``estimator``: ``oracle`` fits this representation with the oracle family of :mod:`musecl.oracle` (linear ridge,
+  degree-2 ridge on quantile-transformed features, gradient boosting, chosen per indicator by inner CV on the fold's
+  fitting rows) in every protocol and regressor column, instead of the column's regressor (the ceiling row).
 
 Adding a trained baseline is therefore one entry, e.g. ``Tile2Vec: {role: baseline, embeddings: [tile2vec.parquet],
 paper_name: Tile2vec, stage: "baselines (notebook 0X)"}``; a new kind of feature builder is one function decorated
@@ -31,6 +34,7 @@ import pandas as pd
 from musecl.data.schema import REGION_ID
 
 ROLES = ("ours", "variant", "baseline", "reference")
+ESTIMATORS = ("oracle",)
 COMBINES = ("concat", "sum")
 
 # The stage that writes each of the pipeline's embedding tables (for "missing input" errors).
@@ -73,8 +77,9 @@ class RepresentationSpec:
     paper_name: str | None = None
     stage: str | None = None
     description: str = ""
+    estimator: str | None = None
 
-    KEYS = ("role", "embeddings", "combine", "source", "options", "paper_name", "stage", "description")
+    KEYS = ("role", "embeddings", "combine", "source", "options", "paper_name", "stage", "description", "estimator")
 
     def __post_init__(self) -> None:
         where = f"evaluation.representations.{self.name}"
@@ -86,6 +91,8 @@ class RepresentationSpec:
             raise ValueError(f"{where}.source: unknown source {self.source!r} (registered: {sorted(SOURCES)})")
         if self.combine not in COMBINES:
             raise ValueError(f"{where}.combine: expected one of {COMBINES}, got {self.combine!r}")
+        if self.estimator is not None and self.estimator not in ESTIMATORS:
+            raise ValueError(f"{where}.estimator: expected null or one of {ESTIMATORS}, got {self.estimator!r}")
 
     @classmethod
     def from_config(cls, name: str, cfg: Mapping[str, Any]) -> "RepresentationSpec":
@@ -104,6 +111,7 @@ class RepresentationSpec:
             paper_name=cfg.get("paper_name"),
             stage=cfg.get("stage"),
             description=str(cfg.get("description", "")),
+            estimator=cfg.get("estimator"),
         )
 
     def producer(self, file: str) -> str:

@@ -43,6 +43,7 @@ class Table:
     rules: set[int] = field(default_factory=set)
     caption: str = ""
     latex_columns: list[str] | None = None
+    notes: list[str] = field(default_factory=list)  # printed under the table (e.g. the evaluation's check flags)
 
     def to_markdown(self) -> str:
         header = self.columns
@@ -65,6 +66,8 @@ class Table:
                 cells.append(text)
             lines.append("| " + " | ".join(cells) + " |")
         out = "\n".join(lines) + "\n"
+        if self.notes:
+            out += "\n" + "".join(f"- Note: {_md_escape(n)}\n" for n in self.notes)
         return (f"{self.caption}\n\n{out}" if self.caption else out)
 
     def to_latex(self) -> str:
@@ -96,7 +99,9 @@ class Table:
                 text = r"\textit{" + text + "}" if c.italic and text else text
                 cells.append(text)
             lines.append(" & ".join(cells) + r" \\")
-        lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+        lines += [r"\bottomrule", r"\end{tabular}"]
+        lines += [r"\par\footnotesize Note: " + _tex_escape(n).replace("±", r"$\pm$") for n in self.notes]
+        lines.append(r"\end{table}")
         return "\n".join(lines) + "\n"
 
     def write(self, out_dir: str | Path, stem: str) -> dict[str, Path]:

@@ -79,7 +79,12 @@ PRESET_NAMES = tuple(_PRESETS)
 
 
 def preset(name: str, **overrides: Any) -> SyntheticCityConfig:
-    """The named preset (`tiny`, `default`, `paper`) with `overrides` applied to any of its fields."""
+    """The named preset (`tiny`, `default`, `paper`) with `overrides` applied to any of its fields.
+
+    An override of None keeps the preset's value: params.yaml lists the usual keys of `data.synthetic.overrides` as
+    null, so `dvc exp run -S data.synthetic.overrides.river=false` works without Hydra's `+` prefix.
+    """
+    overrides = {key: value for key, value in overrides.items() if value is not None}
     if name not in _PRESETS:
         raise ValueError(f"unknown synthetic city preset '{name}' (expected one of {list(PRESET_NAMES)})")
     fields = {f.name for f in dataclasses.fields(SyntheticCityConfig)}
