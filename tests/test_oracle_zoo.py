@@ -22,10 +22,10 @@ ORACLE_TOLERANCE = 0.1
 ROOT = repo_root()
 
 ZOO = {  # tiny preset with overrides: differ in seed, size, H3 resolution, river and lake
-    "river_only": (101, dict(target_regions=40, h3_resolution=8, river=True, lake=False)),
-    "lake_only": (202, dict(target_regions=48, h3_resolution=8, river=False, lake=True)),
-    "coarse": (303, dict(target_regions=36, h3_resolution=7, river=True, lake=True, center_lon=121.47, center_lat=31.23)),
-    "fine_bare": (404, dict(target_regions=44, h3_resolution=9, river=False, lake=False, center_lon=11.58, center_lat=48.14)),
+    "river_only": (101, dict(target_regions=56, h3_resolution=8, river=True, lake=False)),
+    "lake_only": (202, dict(target_regions=64, h3_resolution=8, river=False, lake=True)),
+    "coarse": (303, dict(target_regions=60, h3_resolution=7, river=True, lake=True, center_lon=121.47, center_lat=31.23)),
+    "fine_bare": (404, dict(target_regions=52, h3_resolution=9, river=False, lake=False, center_lon=11.58, center_lat=48.14)),
 }
 
 
