@@ -6,6 +6,7 @@
 * :mod:`~musecl.evaluation.representations`: the registry of compared representations (params.yaml entries).
 * :mod:`~musecl.evaluation.protocol`: every representation × protocol × indicator × regressor on shared folds.
 * :mod:`~musecl.evaluation.stats`: mean ± std, paired tests against the best baseline, the paper's improvement.
+* :mod:`~musecl.evaluation.checks`: flags for a representation above the oracle ceiling and for blown-up folds.
 * :mod:`~musecl.evaluation.tables` / :mod:`~musecl.evaluation.figures`: the paper's Tables 1-2 and the figures.
 * :mod:`~musecl.evaluation.store`: where results live; metrics.json for DVC.
 
