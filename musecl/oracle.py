@@ -114,6 +114,8 @@ def fit_predict_oracle(
     from threadpoolctl import threadpool_limits
 
     family = _check_family(family)
+    if not isinstance(inner_folds, int) or inner_folds < 2:
+        raise ValueError(f"params.yaml data.oracle.inner_folds: expected an integer >= 2, got {inner_folds!r}")
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64).reshape(len(x), -1)
     fit_rows, test_rows = np.asarray(fit_rows), np.asarray(test_rows)

@@ -118,6 +118,8 @@ def test_oracle_is_deterministic_and_rejects_unknown_family():
     np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match="oracle family"):
         fit_predict_oracle(x, y, train, test, seed=5, family=("linear", "knn"))
+    with pytest.raises(ValueError, match="data.oracle.inner_folds"):
+        fit_predict_oracle(x, y, train, test, seed=5, inner_folds=1)
 
 
 # ---- the guard of the regressors --------------------------------------------------------------------------------------
