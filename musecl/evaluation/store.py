@@ -112,7 +112,8 @@ def run_info(
 ) -> dict[str, Any]:
     """What notebook 07 and a reader need to know about an evaluation run (stored as run_info.json; deterministic:
     timings go to the reports instead)."""
-    mlp = results[results["regressor"] == "mlp"]
+    oracle_fitted = list(getattr(settings, "estimators", {}) or {})  # rows fitted by the oracle family, not the MLP
+    mlp = results[(results["regressor"] == "mlp") & ~results["method"].isin(oracle_fitted)]
     return {
         "city": city,
         "seed": settings.seed,
@@ -128,6 +129,7 @@ def run_info(
         "mlp_max_epochs": settings.mlp.max_epochs,
         "mlp_mean_epochs": float(mlp["epochs"].mean()) if len(mlp) else float("nan"),
         "ridge_fits": int((results["regressor"] == "ridge").sum() / max(results["indicator"].nunique(), 1)),
+        "fitted_by_oracle_family": oracle_fitted,
     }
 
 
