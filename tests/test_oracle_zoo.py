@@ -189,7 +189,12 @@ def test_fold_flag_names_the_fold():
     flags = fold_flags(results, -1.0)
     assert len(flags) == 1 and flags.iloc[0]["method"] == "A" and flags.iloc[0]["fold"] == 0
     notes = check_notes(run_checks(results, CheckSettings()), CheckSettings())
-    assert any("Blown-up fold: A on crime (kfold, ridge, repeat 0, fold 0) R² -3.00" in n for n in notes)
+    assert any("Blown-up folds: A (kfold, ridge): 1 fold(s) with R² < -1 on crime; worst -3.00 (crime, repeat 0, "
+               "fold 0)" in n for n in notes)
+    many = pd.concat([results, results.assign(indicator="poi_count", r2=results["r2"] - 1.0)], ignore_index=True)
+    grouped = check_notes(run_checks(many, CheckSettings()), CheckSettings())
+    assert len(grouped) == 1 and "2 fold(s)" in grouped[0] and "crime, poi_count" in grouped[0]
+    assert "worst -4.00 (poi_count" in grouped[0]
     with pytest.raises(ValueError, match="evaluation.checks"):
         CheckSettings.from_config({"min_fold": -1})
 

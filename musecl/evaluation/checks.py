@@ -79,7 +79,9 @@ def run_checks(results: pd.DataFrame, settings: CheckSettings) -> dict[str, pd.D
 
 def check_notes(flags: Mapping[str, pd.DataFrame], settings: CheckSettings, protocol: str | None = None,
                 regressor: str | None = None) -> list[str]:
-    """One line per flag (restricted to one protocol and regressor if given); empty when nothing is flagged."""
+    """One line per ceiling flag and one per (representation, protocol, regressor) with blown-up folds (how many, on
+    which indicators, the worst one named), restricted to one protocol and regressor if given; empty when nothing is
+    flagged. `flags["folds"]` lists every such fold."""
     def part(frame: pd.DataFrame) -> pd.DataFrame:
         keep = pd.Series(True, index=frame.index)
         if protocol is not None:
@@ -94,9 +96,13 @@ def check_notes(flags: Mapping[str, pd.DataFrame], settings: CheckSettings, prot
         f"SE {r.se:.3f} over {r.n_folds} folds)."
         for r in part(flags["ceiling"]).itertuples()
     ]
-    notes += [
-        f"Blown-up fold: {r.method} on {r.indicator} ({r.protocol}, {r.regressor}, repeat {r.repeat}, fold {r.fold}) "
-        f"R² {r.r2:.2f} < {settings.min_fold_r2:g}."
-        for r in part(flags["folds"]).itertuples()
-    ]
+    folds = part(flags["folds"])
+    for (method, protocol_, regressor_), group in folds.groupby(["method", "protocol", "regressor"], sort=False):
+        worst = group.loc[group["r2"].idxmin()]
+        indicators = ", ".join(dict.fromkeys(group["indicator"]))
+        notes.append(
+            f"Blown-up folds: {method} ({protocol_}, {regressor_}): {len(group)} fold(s) with R² < "
+            f"{settings.min_fold_r2:g} on {indicators}; worst {worst['r2']:.2f} ({worst['indicator']}, repeat "
+            f"{worst['repeat']}, fold {worst['fold']})."
+        )
     return notes
