@@ -33,7 +33,7 @@ def test_every_configured_run_and_variant_resolves(params):
     assert baselines.run_names(params) == list(params["baselines"]["runs"])
     table = baselines.run_table(params)
     assert list(table.index) == list(params["baselines"]["runs"])
-    assert table.loc["resnet18_features", "trained"] is False or not table.loc["resnet18_features", "trained"]
+    assert not table.loc["rs_imagenet", "trained"] and not table.loc["sv_imagenet", "trained"]
     for name in variants.variant_names(params):
         v = variants.fusion_variant(params, name)
         assert set(v.fusion) >= set(params["fusion"])
@@ -78,8 +78,9 @@ def test_feature_encoder_gives_pooled_backbone_features_with_recalibrated_batchn
     images = rng.integers(0, 255, size=(12, 32, 32, 3), dtype=np.uint8)
     cache = cache_from_arrays(images, [f"i{k}" for k in range(12)], [f"r{k % 4}" for k in range(12)], tmp_path / "c")
     params["encoders"]["rs"]["image_size"] = 32
-    params["baselines"]["runs"]["resnet18_features"]["encoder"] = {"backbone": "resnet18", "weights": "none",
-                                                                   "bn_recalibration": 12}
+    params["baselines"]["runs"]["resnet18_features"] = {
+        "modality": "rs", "train": False, "encoder": {"backbone": "resnet18", "weights": "none", "bn_recalibration": 12,
+                                                      "frozen_stages": 0, "input_size": None, "normalize": "none"}}
     params["encoders"]["runtime"]["device"] = "cpu"
     run = baselines.baseline_run(params, "resnet18_features")
     method = baselines.run_method(params, run)
@@ -107,8 +108,9 @@ def test_feature_encoder_upsamples_images_smaller_than_the_backbone_needs(params
     cache = cache_from_arrays(images, [f"i{k}" for k in range(4)], ["r0", "r0", "r1", "r1"], tmp_path / "c")
     params["encoders"]["sv"]["image_size"] = 64
     params["encoders"]["runtime"]["device"] = "cpu"
-    params["baselines"]["runs"]["inception_v3_features"]["encoder"] = {"backbone": "inception_v3", "weights": "none",
-                                                                       "bn_recalibration": 4}
+    params["baselines"]["runs"]["inception_v3_features"] = {
+        "modality": "sv", "train": False, "encoder": {"backbone": "inception_v3", "weights": "none", "bn_recalibration": 4,
+                                                      "frozen_stages": 0, "input_size": None}}
     run = baselines.baseline_run(params, "inception_v3_features")
     city = City(params, bundle=None, progress=False, caches={"sv": cache})
     method = BackboneFeatures(run.name, "sv", run.encoder).fit(city)

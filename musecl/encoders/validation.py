@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from musecl.encoders.data import ImageSource, row_chunks, to_input
+from musecl.encoders.data import ImageSource, row_chunks
 from musecl.encoders.devices import autocast_context, resolve_device
 from musecl.encoders.image_cache import ImageCache
 
@@ -27,9 +27,11 @@ def recalibrate_batchnorm(
     Why: the running averages are what eval mode normalises with. From ImageNet weights (the authors' setting) they are
     sensible from the start; from a random init and a few epochs they lag far behind the weights (an untrained
     Inception-v3 gave embeddings with norms ~1e3 in eval mode), which makes validation and region embeddings
-    meaningless. Training itself is unaffected: in train mode BatchNorm normalises with batch statistics.
+    meaningless. Training itself is unaffected: in train mode BatchNorm normalises with batch statistics. The frozen
+    stages' BatchNorm layers (`ImageEncoder.frozen_modules`) keep their (ImageNet) statistics.
     """
-    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    frozen = {id(m) for f in getattr(model, "frozen_modules", list)() for m in f.modules()}
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and id(m) not in frozen]
     if not norms or len(rows) == 0:
         return
     momenta = [m.momentum for m in norms]
@@ -42,7 +44,7 @@ def recalibrate_batchnorm(
         with torch.no_grad():
             for images in source.batches(row_chunks(rows, config.eval_batch_size)):
                 with autocast_context(device, config.precision):
-                    model(to_input(images, channels_last))
+                    source.embed(model, images, channels_last)
     finally:
         for m, momentum in zip(norms, momenta):
             m.momentum = momentum
@@ -67,5 +69,5 @@ def embed_rows(
     with torch.inference_mode():
         for images in source.batches(row_chunks(rows, config.eval_batch_size)):
             with autocast_context(device, config.precision):
-                out.append(model(to_input(images, channels_last)).float())
+                out.append(source.embed(model, images, channels_last).float())
     return torch.cat(out)

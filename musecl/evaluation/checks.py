@@ -5,7 +5,8 @@
   paired difference d = R²(representation) − R²(ceiling) has mean > ``ceiling_se`` standard errors (std(d, ddof=1) /
   sqrt(n)) and mean > 0. A flag means either the ceiling is badly fitted or the representation knows something the
   latents do not (for the POI and comment counts it may: they are counted from the POI table, with noise the latents
-  do not carry; docs/synthetic_city.md).
+  do not carry; docs/synthetic_city.md). Only the row named by ``ceiling`` is a ceiling: the other reference rows
+  (floors such as ``Pixel stats RS`` / ``SV``) are checked against it like any representation.
 * :func:`fold_flags`: every fold whose R² is below ``min_fold_r2`` (default −1: worse than predicting the training
   mean by a full variance of the test targets), naming representation, indicator, protocol, regressor and fold.
 

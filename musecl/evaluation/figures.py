@@ -16,6 +16,7 @@ from musecl.evaluation.tables import METRIC_LABELS, indicator_label
 from musecl.storage import atomic_path
 
 ROLE_HATCH = {"ours": "", "variant": "//", "baseline": "", "reference": ".."}
+REFERENCE_GREYS = ("#7f7f7f", "#c7c7c7", "#4d4d4d", "#a5a5a5", "#262626")  # one per reference row, in registry order
 
 
 def save_figure(fig: Any, path: str | Path, dpi: int = 150) -> Path:
@@ -32,15 +33,17 @@ def save_figure(fig: Any, path: str | Path, dpi: int = 150) -> Path:
 def _method_colors(methods: Sequence[str], roles: Mapping[str, str]) -> dict[str, Any]:
     import matplotlib.pyplot as plt
 
-    # red is reserved for ours and grey for references; the others cycle through tab10 and its light tab20 shades
+    # red is reserved for ours and greys for references (floors and ceilings, e.g. the pixel statistics and the Oracle:
+    # one shade each, so the legend tells them apart); the others cycle through tab10 and its light tab20 shades
     tab10, tab20 = plt.get_cmap("tab10"), plt.get_cmap("tab20")
     palette = [tab10(i) for i in (0, 1, 2, 4, 5, 6, 8, 9)] + [tab20(i) for i in (1, 3, 5, 9, 11, 13, 17, 19)]
     colors, i = {}, 0
+    references = [m for m in methods if roles.get(m) == "reference"]
     for m in methods:
         if roles.get(m) == "ours":
             colors[m] = "#d62728"
         elif roles.get(m) == "reference":
-            colors[m] = "#7f7f7f"
+            colors[m] = REFERENCE_GREYS[references.index(m) % len(REFERENCE_GREYS)]
         else:
             colors[m] = palette[i % len(palette)]
             i += 1

@@ -11,6 +11,7 @@ from typing import Any, Mapping, Sequence
 import pandas as pd
 
 from musecl.evaluation.checks import CheckSettings, check_notes, run_checks
+from musecl.evaluation.regressors import REGRESSOR_DESCRIPTIONS
 from musecl.evaluation.stats import compare_to_best_baseline, summarise
 from musecl.evaluation.tables import Table, frame_table, paper_comparison, rank_agreement, table1, table2
 
@@ -51,7 +52,9 @@ def paper_tables(
 ) -> dict[str, Table]:
     """Table 1 and Table 2 layouts for every protocol × regressor, the significance table, and the paper-vs-ours
     comparison (with the rank agreement) for the `headline` protocol and regressor. Tables 1-2 carry the flags of
-    `checks` (params.yaml evaluation.checks, musecl/evaluation/checks.py) for their protocol and regressor as notes."""
+    `checks` (params.yaml evaluation.checks, musecl/evaluation/checks.py) for their protocol and regressor as notes,
+    and their captions say what the regressor is (:data:`REGRESSOR_DESCRIPTIONS`: the paper's own tables are the
+    `mlp` column of the `paper` protocol)."""
     check_settings = CheckSettings.from_config(checks)
     flags = run_checks(results, check_settings)
     summary = summarise(results)
@@ -61,14 +64,16 @@ def paper_tables(
     combos = results[["protocol", "regressor"]].drop_duplicates().itertuples(index=False)
     for protocol, regressor in combos:
         suffix = f"{protocol}_{regressor}"
-        what = f"{protocol} protocol, {regressor}; mean ± std over repeats × folds"
+        what = f"{protocol} protocol, {regressor}: {regressor_description(protocol, regressor)}; mean ± std over " \
+               "repeats × folds"
         tables[f"table1_{suffix}"] = table1(
             summary, comparison, roles, protocol, regressor,
             caption=f"Table 1 layout, {city} ({what}). Bold: best non-reference value. Impr.: relative gain over the "
                     "best baseline (the paper's formula); p: paired tests against that baseline over the same folds.")
         tables[f"table2_{suffix}"] = table2(
             summary, comparison, roles, protocol, regressor, city,
-            caption=f"Table 2 layout, {city} ({protocol} protocol, {regressor}; means over repeats × folds). Impr. and "
+            caption=f"Table 2 layout, {city} ({protocol} protocol, {regressor}: "
+                    f"{regressor_description(protocol, regressor)}; means over repeats × folds). Impr. and "
                     "p (corrected resampled t-test) against the best baseline of each row.")
         for kind in ("table1", "table2"):
             tables[f"{kind}_{suffix}"].notes = check_notes(flags, check_settings, protocol, regressor)
@@ -85,6 +90,37 @@ def paper_tables(
         caption="Spearman correlation between the paper's method ranking (per city) and ours (methods in common; "
                 "NaN with fewer than 3).")
     return tables
+
+
+def regressor_description(protocol: str, regressor: str) -> str:
+    """What a regressor column is, for captions; the `mlp` column of the `paper` protocol is the paper's Tables 1-2."""
+    text = REGRESSOR_DESCRIPTIONS.get(regressor, regressor)
+    return f"{text}: what the paper's Tables 1-2 report" if (protocol, regressor) == ("paper", "mlp") else text
+
+
+def target_scaling_note(effect: pd.DataFrame, protocol: str = "paper") -> str:
+    """One paragraph, every number from `effect` (:func:`musecl.evaluation.stats.target_scaling_effect`): how the
+    faithful MLP (`mlp`) and the one on standardised targets (`mlp_std`) differ, averaged over the representations
+    both fitted."""
+    if effect.empty or set(effect["regressor"]) != {"mlp", "mlp_std"}:
+        return (f"The `{protocol}` protocol has no representation fitted by both `mlp` and `mlp_std`: nothing to "
+                "compare.")
+    wide = effect.pivot(index="method", columns="regressor")
+    n = len(wide)
+    r2 = wide["r2"]
+    mean = effect.groupby("regressor")[["bias", "target_sd", "corr", "spread", "best_epoch", "epochs"]].mean()
+    f, s = mean.loc["mlp"], mean.loc["mlp_std"]
+    return (
+        f"On the `{protocol}` protocol, {n} representation(s) were fitted by both MLPs. Mean R² over indicators, "
+        f"repeats and folds: from {r2['mlp'].min():.2f} to {r2['mlp'].max():.2f} with the targets as they are "
+        f"(`mlp`, the paper), from {r2['mlp_std'].min():.2f} to {r2['mlp_std'].max():.2f} with standardised targets (`mlp_std`); "
+        f"standardising raises it for {int((r2['mlp_std'] > r2['mlp']).sum())} of {n}. Averaged over the "
+        f"representations (`mlp` vs `mlp_std`): mean test error (prediction − truth) {f['bias']:+.3f} vs "
+        f"{s['bias']:+.3f}, against a target standard deviation of {f['target_sd']:.2f}; correlation of prediction "
+        f"and truth {f['corr']:.2f} vs {s['corr']:.2f}; standard deviation of the predictions relative to the targets' "
+        f"{f['spread']:.2f} vs {s['spread']:.2f}; best epoch {f['best_epoch']:.0f} vs {s['best_epoch']:.0f} and epochs "
+        f"trained {f['epochs']:.0f} vs {s['epochs']:.0f} (each representation's median over its fits)."
+    )
 
 
 def write_tables(tables: Mapping[str, Table], out_dir: str | Path) -> pd.DataFrame:

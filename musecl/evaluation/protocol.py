@@ -7,8 +7,9 @@ Fairness and determinism:
 
 * the regions are those every representation and every indicator covers, and the folds are made once for them
   (:func:`musecl.evaluation.splits.make_folds`) and passed in, so every method sees identical train/test partitions;
-* each MLP's seed depends only on (seed, protocol, repeat, fold, indicator), not on the method: all methods get the
-  same initialisation stream and shuffling order for the same fold (common random numbers, which make the paired
+* each MLP's seed depends only on (seed, protocol, repeat, fold, indicator), not on the method nor on the MLP
+  regressor: all methods, and both MLPs (`mlp`, targets as they are; `mlp_std`, standardised targets), get the same
+  initialisation stream and shuffling order for the same fold (common random numbers, which make the paired
   comparisons less noisy), and adding a method never changes another method's numbers;
 * work is split into tasks (method × protocol × regressor) that run in parallel processes (`n_jobs`) with one thread
   each; the results do not depend on `n_jobs` or on the order the tasks finish in;
@@ -30,6 +31,7 @@ from musecl.data.schema import REGION_ID
 from musecl.evaluation.metrics import regression_metrics
 from musecl.evaluation.regressors import (
     DEFAULT_ALPHAS,
+    MLP_REGRESSORS,
     MLPConfig,
     MLPJob,
     clip_to_fit_rows,
@@ -38,11 +40,16 @@ from musecl.evaluation.regressors import (
 )
 from musecl.evaluation.splits import Fold, Folds, SplitSpec, stable_key
 
-REGRESSORS = ("mlp", "ridge")
+REGRESSORS = (*MLP_REGRESSORS, "ridge")  # mlp: the paper's MLP, targets as they are; mlp_std: standardised targets
 RESULT_COLUMNS = [
     "method", "indicator", "regressor", "protocol", "repeat", "fold",
     "r2", "rmse", "mae", "mape", "mape_zero_targets", "n_train", "n_val", "n_test", "best_epoch", "epochs", "alpha",
 ]
+# Every key of params.yaml `evaluation` (read here, by the registry, the checks and notebooks 06-07); others are
+# refused, so a new key must be added here.
+EVALUATION_KEYS = ("indicators", "on_missing", "representations", "protocols", "mlp", "ridge", "clip_quantile",
+                   "checks", "n_jobs", "threads_per_job", "figures")
+RIDGE_KEYS = ("alphas",)
 PREDICTION_COLUMNS = ["method", "indicator", "regressor", "protocol", "repeat", "fold", REGION_ID, "y_true", "y_pred"]
 
 
@@ -87,10 +94,12 @@ class EvaluationSettings:
         cfg = params.get("evaluation")
         if not isinstance(cfg, Mapping):
             raise KeyError("params.yaml has no section 'evaluation'")
+        _refuse_unknown("evaluation", cfg, EVALUATION_KEYS)
         protocols = cfg.get("protocols") or {}
         if not protocols:
             raise ValueError("params.yaml: evaluation.protocols is empty")
         ridge = cfg.get("ridge") or {}
+        _refuse_unknown("evaluation.ridge", ridge, RIDGE_KEYS)
         alphas = ridge.get("alphas")
         clip = cfg.get("clip_quantile", 0.0)
         if clip is not None and not (isinstance(clip, (int, float)) and 0 <= clip < 0.5):
@@ -111,6 +120,12 @@ class EvaluationSettings:
     @property
     def split_specs(self) -> list[SplitSpec]:
         return [p.split for p in self.protocols]
+
+
+def _refuse_unknown(where: str, cfg: Mapping[str, Any], known: Sequence[str]) -> None:
+    unknown = sorted(set(cfg) - set(known))
+    if unknown:
+        raise ValueError(f"params.yaml {where}: unknown setting(s) {unknown}; known: {sorted(known)}")
 
 
 @dataclass
@@ -184,7 +199,7 @@ def evaluate(
         raise ValueError(f"folds lack protocols {missing_protocols} (have {folds.protocols}); regenerate the folds")
     tasks = [
         (method, protocol, regressor)
-        for regressor in ("mlp", "ridge")  # slow tasks first, for load balance
+        for regressor in REGRESSORS  # the MLPs (slow) first, for load balance
         for method in xs
         for protocol, spec in protocols.items()
         if regressor in spec.regressors
@@ -256,12 +271,13 @@ def _run_task(
         oracle = settings.estimators.get(method) == "oracle"
         if oracle:
             fits = _oracle_fits(protocol, x, y, folds, settings)
-        elif regressor == "mlp":
-            fits = _mlp_fits(method, protocol, x, y, indicators, folds, settings)
+        elif regressor in MLP_REGRESSORS:
+            fits = _mlp_fits(method, protocol, x, y, indicators, folds, settings, MLP_REGRESSORS[regressor])
         else:
             fits = _ridge_fits(x, y, folds, settings)
     finally:
         torch.set_num_threads(threads)
+    early_stopped = regressor in MLP_REGRESSORS and not oracle  # fitted on train, stopped on val
     rows, preds = [], []
     for fold, t, pred, extra in fits:
         truth = y[fold.test, t]
@@ -269,8 +285,8 @@ def _run_task(
         rows.append({
             "method": method, "indicator": indicators[t], "regressor": regressor, "protocol": protocol,
             "repeat": fold.repeat, "fold": fold.fold, **metrics,
-            "n_train": len(fold.train) if regressor == "mlp" and not oracle else len(fold.train) + len(fold.val),
-            "n_val": len(fold.val) if regressor == "mlp" and not oracle else 0,
+            "n_train": len(fold.train) if early_stopped else len(fold.train) + len(fold.val),
+            "n_val": len(fold.val) if early_stopped else 0,
             "n_test": len(fold.test),
             "best_epoch": extra.get("best_epoch", -1), "epochs": extra.get("epochs", -1),
             "alpha": extra.get("alpha", float("nan")),
@@ -282,14 +298,14 @@ def _run_task(
     return rows, pd.concat(preds, ignore_index=True)
 
 
-def _mlp_fits(method, protocol, x, y, indicators, folds, settings):
+def _mlp_fits(method, protocol, x, y, indicators, folds, settings, standardize_targets):
     jobs = [
         MLPJob(key=(i, t), train=f.train, val=f.val, test=f.test, target=t,
                seed=mlp_seed(settings.seed, protocol, f.repeat, f.fold, indicators[t]))
         for i, f in enumerate(folds)
         for t in range(y.shape[1])
     ]
-    results = fit_predict_mlp(x, y, jobs, settings.mlp)
+    results = fit_predict_mlp(x, y, jobs, settings.mlp, standardize_targets=standardize_targets)
     return [
         (folds[r.key[0]], r.key[1], r.prediction, {"best_epoch": r.best_epoch, "epochs": r.epochs})
         for r in results

@@ -10,7 +10,9 @@ Each entry of `evaluation.representations` in params.yaml is one representation:
   ``latents``), with keyword ``options``;
 * ``role``: ``ours`` (the method under test; exactly one), ``baseline`` (competes for "best baseline" in the paper's
   improvement row and the paired tests), ``variant`` (ablations and variants of ours: shown, never "best baseline")
-  or ``reference`` (bounds such as the latent-variable oracle: shown apart, never bold, never "best baseline");
+  or ``reference`` (bounds, shown apart, never bold, never "best baseline": floors such as the pixel statistics of
+  the images, which a learned encoder must beat, and the latent-variable oracle, the ceiling; only the row named by
+  `evaluation.checks.ceiling` is checked as a ceiling, :mod:`musecl.evaluation.checks`);
 * ``paper_name``: the method's row name in the paper's tables (reports/reference/), for the side-by-side table;
 * ``stage``: the pipeline stage that writes the inputs, named in the error when a file is missing (a default is
   known for the pipeline's own embedding files, :data:`PRODUCERS`);

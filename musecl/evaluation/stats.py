@@ -130,3 +130,41 @@ def compare_to_best_baseline(
                 "improvement": improvement(ours_mean, float(rec.best_mean), metric), **tests,
             })
     return pd.DataFrame(rows)
+
+
+def target_scaling_effect(
+    results: pd.DataFrame, predictions: pd.DataFrame, protocol: str = "paper",
+    regressors: Sequence[str] = ("mlp", "mlp_std"),
+) -> pd.DataFrame:
+    """How the two MLPs (targets as they are, standardised targets) differ, per method fitted by both on `protocol`.
+
+    One row per method and regressor, each a mean over indicators, repeats and folds of that fold's test regions:
+    `r2`; `bias`, the mean test error (prediction − truth); `target_sd`, the test targets' standard deviation;
+    `corr`, the correlation of prediction and truth; `spread`, the predictions' standard deviation over the targets';
+    then the median `best_epoch` and `epochs` of the fits. Rows fitted by no MLP (the oracle family) are left out.
+    """
+    fitted = results[(results["protocol"] == protocol) & results["regressor"].isin(list(regressors))
+                     & (results["best_epoch"] >= 1)]
+    both = fitted.groupby("method", sort=False)["regressor"].nunique() == len(regressors)
+    methods = list(both.index[both])
+    columns = ["method", "regressor", "r2", "bias", "target_sd", "corr", "spread", "best_epoch", "epochs"]
+    if not methods:
+        return pd.DataFrame(columns=columns)
+    keys = ["method", "regressor", "indicator", "repeat", "fold"]
+    part = predictions[(predictions["protocol"] == protocol) & predictions["regressor"].isin(list(regressors))
+                       & predictions["method"].isin(methods)]
+    p, t = part["y_pred"].to_numpy(np.float64), part["y_true"].to_numpy(np.float64)
+    moments = part[keys].assign(p=p, t=t, pp=p * p, tt=t * t, pt=p * t).groupby(keys, sort=False).mean()
+    sd_p = np.sqrt(np.maximum(moments["pp"] - moments["p"] ** 2, 0))
+    sd_t = np.sqrt(np.maximum(moments["tt"] - moments["t"] ** 2, 0))
+    per_fold = pd.DataFrame({
+        "bias": moments["p"] - moments["t"], "target_sd": sd_t,
+        "corr": (moments["pt"] - moments["p"] * moments["t"]) / (sd_p * sd_t), "spread": sd_p / sd_t,
+    })
+    out = per_fold.groupby(level=["method", "regressor"], sort=False).mean()
+    scores = fitted[fitted["method"].isin(methods)].groupby(["method", "regressor"], sort=False)
+    out = out.join(scores["r2"].mean()).join(scores[["best_epoch", "epochs"]].median())
+    order = {r: i for i, r in enumerate(regressors)}
+    out = out.reset_index()
+    out = out.assign(_m=out["method"].map({m: i for i, m in enumerate(methods)}), _r=out["regressor"].map(order))
+    return out.sort_values(["_m", "_r"])[columns].reset_index(drop=True)

@@ -14,6 +14,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
+from musecl.evaluation.regressors import MLP_REGRESSORS
 from musecl.storage import write_json, write_parquet
 
 RESULTS_FILE = "results.parquet"
@@ -113,7 +114,7 @@ def run_info(
     """What notebook 07 and a reader need to know about an evaluation run (stored as run_info.json; deterministic:
     timings go to the reports instead)."""
     oracle_fitted = list(getattr(settings, "estimators", {}) or {})  # rows fitted by the oracle family, not the MLP
-    mlp = results[(results["regressor"] == "mlp") & ~results["method"].isin(oracle_fitted)]
+    mlp = results[results["regressor"].isin(list(MLP_REGRESSORS)) & ~results["method"].isin(oracle_fitted)]
     return {
         "city": city,
         "seed": settings.seed,
@@ -128,6 +129,8 @@ def run_info(
         "mlp_fits_at_max_epochs": int((mlp["epochs"] >= settings.mlp.max_epochs).sum()),
         "mlp_max_epochs": settings.mlp.max_epochs,
         "mlp_mean_epochs": float(mlp["epochs"].mean()) if len(mlp) else float("nan"),
+        "mlp_mean_epochs_by_regressor": {str(k): float(v)
+                                         for k, v in mlp.groupby("regressor", sort=False)["epochs"].mean().items()},
         "ridge_fits": int((results["regressor"] == "ridge").sum() / max(results["indicator"].nunique(), 1)),
         "fitted_by_oracle_family": oracle_fitted,
     }

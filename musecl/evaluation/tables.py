@@ -2,7 +2,8 @@
 
 * :func:`table1`: methods as rows, indicator × (R², RMSE) as columns, mean ± std over repeats × folds, the best
   non-reference value of each column in bold, then the paper's "Impr." row, the best baseline it refers to and the
-  p-values of the paired tests; reference rows (the oracle ceiling) come last, apart.
+  p-values of the paired tests; reference rows (floors such as the pixel statistics, the oracle ceiling) come last,
+  apart, in italics and in the registry's order.
 * :func:`table2`: the paper's Table 2 layout: (city, task, metric) as rows, methods as columns, an Impr. column.
 * :func:`paper_comparison`: the paper's published R² (reports/reference/) beside ours for the methods both have, and
   :func:`rank_agreement`, the Spearman correlation of the two method rankings. Our city is synthetic: compare the

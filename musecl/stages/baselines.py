@@ -10,7 +10,10 @@ ablations. Its settings are its modality's MuseCL settings (`pairs.modalities.<m
 (same images, budget, optimiser, seed). A run with `train: false` is a :class:`musecl.methods.BackboneFeatures`: the
 backbone's pooled features and no contrastive training (the paper's "ResNet-18" and "Inception v3" rows), with
 ImageNet weights when the torchvision file is in the local hub cache (`weights: auto`), else the untrained network;
-the run's metrics file says which.
+the run's metrics file says which. A run with `kind: pixel_stats` is a :class:`musecl.methods.PixelStats`: colour
+histograms, channel means and spreads and edge density of the cached images, averaged per region, nothing learnt (the
+`Pixel stats RS` / `SV` reference rows, the floor a learned encoder must beat); its `features` key holds the feature
+settings (:class:`musecl.encoders.pixel_stats.PixelStatsConfig`).
 """
 from __future__ import annotations
 
@@ -23,10 +26,13 @@ import pandas as pd
 
 from musecl.config import deep_merge
 from musecl.contract import MODALITIES
-from musecl.methods import BackboneFeatures, City, RegionEmbedder, TripletEncoder
+from musecl.methods import BackboneFeatures, City, PixelStats, RegionEmbedder, TripletEncoder
 
-_RUN_KEYS = {"modality", "train", "pairs", "encoder", "description"}
+_RUN_KEYS = {"modality", "kind", "train", "pairs", "encoder", "features", "description"}
 RUN_STAGE = "03b_baseline_encoders"
+# the method kinds a run may be (`kind`; absent: triplet_encoder when `train` is true, else backbone_features), and the
+# file its fit leaves under models/baselines/<run>/
+RUN_KINDS = {"triplet_encoder": "best.pt", "backbone_features": "features.pt", "pixel_stats": "pixel_stats.json"}
 
 
 @dataclass(frozen=True)
@@ -39,6 +45,8 @@ class BaselineRun:
     pairs: dict[str, Any]
     encoder: dict[str, Any]
     description: str
+    kind: str = "triplet_encoder"  # RUN_KINDS: triplet_encoder (train: true), backbone_features, pixel_stats
+    features: dict[str, Any] | None = None  # pixel_stats runs: the feature settings (bins, edge_thresholds)
 
 
 def section(params: dict[str, Any], key: str) -> dict[str, Any]:
@@ -83,6 +91,14 @@ def baseline_run(params: dict[str, Any], name: str) -> BaselineRun:
     modality = spec.get("modality")
     if modality not in MODALITIES:
         raise ValueError(f"params.yaml: baselines.runs.{name}.modality must be one of {MODALITIES}, got {modality!r}")
+    kind = str(spec.get("kind") or ("triplet_encoder" if spec.get("train", True) else "backbone_features"))
+    if kind not in RUN_KINDS:
+        raise ValueError(f"params.yaml: baselines.runs.{name}.kind must be one of {sorted(RUN_KINDS)}, got {kind!r}")
+    if "train" in spec and bool(spec["train"]) != (kind == "triplet_encoder"):
+        raise ValueError(f"params.yaml: baselines.runs.{name}: train: {spec['train']} contradicts kind: {kind} "
+                         "(only triplet_encoder runs train; leave `train` out)")
+    if spec.get("features") is not None and kind != "pixel_stats":
+        raise ValueError(f"params.yaml: baselines.runs.{name}.features applies to kind: pixel_stats only (kind: {kind})")
     base_encoder = params["encoders"][modality]
     encoder = deep_merge(base_encoder, spec.get("encoder"))
     if encoder["image_size"] != base_encoder["image_size"]:
@@ -94,10 +110,12 @@ def baseline_run(params: dict[str, Any], name: str) -> BaselineRun:
     return BaselineRun(
         name=name,
         modality=modality,
-        train=bool(spec.get("train", True)),
+        train=kind == "triplet_encoder",
         pairs=deep_merge(params["pairs"]["modalities"][modality], spec.get("pairs")),
         encoder=encoder,
         description=str(spec.get("description", "")),
+        kind=kind,
+        features=dict(spec.get("features") or {}) if kind == "pixel_stats" else None,
     )
 
 
@@ -122,8 +140,16 @@ def run_triplets(params: dict[str, Any], run: BaselineRun, bundle):
                               modality_rng(int(params["seed"]), run.name), f"baselines.runs.{run.name}.pairs")
 
 
+def saved_file(params: dict[str, Any], run: BaselineRun) -> Path:
+    """The file the run's method leaves under models/baselines/<run>/ (best.pt, features.pt or pixel_stats.json)."""
+    return run_paths(params, run.name, run.modality)["checkpoints"] / RUN_KINDS[run.kind]
+
+
 def run_method(params: dict[str, Any], run: BaselineRun, triplets=None) -> RegionEmbedder:
-    """The run as a method: a TripletEncoder on `triplets` (a TripletSet) when it trains, else BackboneFeatures."""
+    """The run as a method: a TripletEncoder on `triplets` (a TripletSet) when it trains, else BackboneFeatures or
+    PixelStats (`kind`)."""
+    if run.kind == "pixel_stats":
+        return PixelStats(run.name, run.modality, run.features)
     if not run.train:
         return BackboneFeatures(run.name, run.modality, run.encoder)
     paths = run_paths(params, run.name, run.modality)
@@ -138,20 +164,29 @@ def run_table(params: dict[str, Any], names: list[str] | None = None) -> pd.Data
         run = baseline_run(params, name)
         e, p = run.encoder, run.pairs
         loss = e.get("loss", {})
+        pixels = run.kind == "pixel_stats"
         rows[name] = {
             "modality": run.modality,
+            "kind": run.kind,
             "trained": run.train,
             "positives": _positives(p) if run.train else "-",
             "negatives": (f">= {p['negative_min_ring']} H3 steps away" if p.get("negative_min_ring") else "any other region") if run.train else "-",
             "loss": (f"{loss.get('kind')} m={loss.get('margin')}" + (f" +{loss.get('norm_penalty')}|z|" if loss.get("norm_penalty") else "")
                      if loss.get("kind", "triplet") == "triplet" else f"ntxent tau={loss.get('temperature')}") if run.train else "-",
-            "backbone": e["backbone"],
-            "weights": e.get("weights"),
+            "backbone": _pixel_features(run) if pixels else e["backbone"],
+            "weights": "-" if pixels else e.get("weights"),
             "augment": e.get("augment") if run.train else "-",
             "epochs x triplets": f"{e.get('epochs')} x {e.get('samples_per_epoch') or 'all'}" if run.train else "-",
             "description": run.description,
         }
     return pd.DataFrame(rows).T
+
+
+def _pixel_features(run: BaselineRun) -> str:
+    from musecl.encoders.pixel_stats import PixelStatsConfig
+
+    config = PixelStatsConfig.from_dict(run.features, f"baselines.runs.{run.name}.features")
+    return f"none: {config.dim} pixel statistics"
 
 
 def _positives(p: dict[str, Any]) -> str:
@@ -167,7 +202,9 @@ def _positives(p: dict[str, Any]) -> str:
 def run_metrics(run: BaselineRun, result=None, weights: str | None = None, region_accuracy: float | None = None,
                 input_px: list[int] | None = None) -> dict[str, Any]:
     """The metrics file of one run (reports/baselines/<name>.json)."""
-    out: dict[str, Any] = {"modality": run.modality, "trained": run.train, "backbone": run.encoder["backbone"]}
+    out: dict[str, Any] = {"modality": run.modality, "kind": run.kind, "trained": run.train}
+    if run.kind != "pixel_stats":
+        out["backbone"] = run.encoder["backbone"]
     if input_px is not None:
         out["input_px"] = input_px
     if weights is not None:
@@ -192,7 +229,7 @@ class RunOutcome:
     run: BaselineRun
     table: pd.DataFrame  # region embeddings
     counts: pd.Series  # images per region
-    weights: str  # the backbone weights actually used: none | imagenet
+    weights: str | None  # the backbone weights actually used: none | imagenet (None: pixel statistics, no network)
     result: Any = None  # TrainResult (trained runs)
     triplets: Any = None  # TripletSet (trained runs)
     region_accuracy: float | None = None  # validation triplet accuracy of the region embeddings
@@ -200,7 +237,8 @@ class RunOutcome:
 
 
 def execute_run(params: dict[str, Any], name: str, bundle, progress: bool = True) -> RunOutcome:
-    """Triplets -> training (or backbone features) -> region embeddings -> metrics file, for run `name`."""
+    """Triplets -> training (or backbone features, or pixel statistics) -> region embeddings -> metrics file, for run
+    `name`."""
     from musecl.stages.encoders import region_triplet_accuracy
     from musecl.storage import write_json
 
@@ -211,16 +249,21 @@ def execute_run(params: dict[str, Any], name: str, bundle, progress: bool = True
     triplets = run_triplets(params, run, bundle) if run.train else None
     method = run_method(params, run, triplets)
     method.fit(city)
+    extra: dict[str, Any] = {}
     if run.train:
         result, weights = method.result, str(run.encoder.get("weights", "none"))
         px = [int(v) for v in city.image_cache(run.modality).image_shape]
+    elif run.kind == "pixel_stats":
+        method.save(paths["checkpoints"])
+        result, weights, px = None, None, list(method.image_shape)
+        extra = {"features": len(method.feature_names), "images": method.n_images}
     else:
         method.save(paths["checkpoints"])
         result, weights, px = None, method.weights, method.input_size(city)
     table = method.transform(city)
     method.write(table, city)
     accuracy = region_triplet_accuracy(table, triplets.val) if triplets is not None else None
-    write_json(run_metrics(run, result, weights, accuracy, px), paths["metrics"])
+    write_json({**run_metrics(run, result, weights, accuracy, px), **extra}, paths["metrics"])
     return RunOutcome(run, table, method.counts, weights, result, triplets, accuracy, px)
 
 
@@ -231,7 +274,8 @@ def outcome_table(outcomes: dict[str, RunOutcome]) -> pd.DataFrame:
         m = run_metrics(o.run, o.result, o.weights, o.region_accuracy)
         rows[name] = {
             "modality": o.run.modality,
-            "weights": "ImageNet" if o.weights == "imagenet" else ("untrained (random init)" if not o.run.train else "random init"),
+            "weights": ("none (pixel statistics)" if o.run.kind == "pixel_stats" else "ImageNet" if o.weights == "imagenet"
+                        else "untrained (random init)" if not o.run.train else "random init"),
             "input px": "x".join(map(str, o.input_px or [])),
             "dimension": o.table.shape[1],
             "regions": len(o.table),
