@@ -147,3 +147,46 @@ def test_trunk_cache_trains_what_the_pixel_path_trains(tmp_path):
     after = cached.model.state_dict()
     assert torch.equal(after["backbone._conv_stem.weight"], frozen_before["backbone._conv_stem.weight"])
     assert torch.equal(after["backbone._bn0.running_mean"], frozen_before["backbone._bn0.running_mean"])
+
+
+def test_trunk_is_computed_once_per_process_for_the_same_frozen_weights(tmp_path, monkeypatch):
+    from musecl.encoders import trunk
+
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 255, size=(9, 32, 32, 3), dtype=np.uint8)
+    cache = cache_from_arrays(images, [f"i{i}" for i in range(9)], [f"r{i // 3}" for i in range(9)], tmp_path / "c")
+    trip = np.stack([rng.permutation(9)[:3] for _ in range(12)])
+    built = []
+    real = trunk.TrunkFeatures
+
+    def counting(*args, **kwargs):
+        built.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(trunk, "TrunkFeatures", counting)
+    spec = ModelSpec("resnet18", embedding_dim=4, frozen_stages=3)
+    config = TrainConfig(model=spec, epochs=1, batch_size=4, augment="rot90", seed=2, progress=False, bn_recalibration=0)
+    train_encoder(cache, trip, trip[:4], config, tmp_path / "a")
+    train_encoder(cache, trip[::-1], trip[:4], replace(config, model=replace(spec, embedding_dim=6)), tmp_path / "b")
+    assert len(built) == 1  # same frozen (seeded) trunk, same cache: reused
+    train_encoder(cache, trip, trip[:4], replace(config, seed=3), tmp_path / "c2")
+    assert len(built) == 2  # another seed draws another random trunk
+
+
+def test_region_embeddings_reuse_the_trunk_and_match_the_full_forward_pass(tmp_path):
+    from musecl.encoders import embed_images
+    from musecl.encoders import trunk
+
+    rng = np.random.default_rng(2)
+    images = rng.integers(0, 255, size=(10, 32, 32, 3), dtype=np.uint8)
+    cache = cache_from_arrays(images, [f"i{i}" for i in range(10)], [f"r{i // 2}" for i in range(10)], tmp_path / "c")
+    trip = np.stack([rng.permutation(10)[:3] for _ in range(12)])
+    spec = ModelSpec("resnet18", embedding_dim=4, frozen_stages=4)
+    config = TrainConfig(model=spec, epochs=1, batch_size=4, augment="hflip", seed=5, progress=False, bn_recalibration=4,
+                         device="cpu", precision="fp32")
+    model = train_encoder(cache, trip, trip[:4], config, tmp_path / "a").model
+    assert trunk.memoized_trunk(model, cache, "fp32", torch.device("cpu")) is not None
+    reused = embed_images(model, cache, batch_size=3, device="cpu", precision="fp32")
+    trunk._MEMO.clear()
+    full = embed_images(model, cache, batch_size=3, device="cpu", precision="fp32")
+    assert np.allclose(reused, full, atol=1e-5)

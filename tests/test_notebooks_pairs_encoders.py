@@ -41,7 +41,7 @@ def test_encoders_notebook(tiny_pipeline):
     tiny_pipeline.run("03_encoder_training")
     paths = tiny_pipeline.paths
     regions = CityBundle(paths["bundle"]).regions()["region_id"].astype(str)
-    for modality, backbone in (("rs", "resnet18"), ("sv", "inception_v3")):
+    for modality, backbone in (("rs", "efficientnet_lite0"), ("sv", "inception_v3")):
         table = read_embeddings(paths["work"] / "embeddings" / f"{modality}.parquet")
         assert set(table.index) == set(regions) and len(table) == len(regions)
         assert table.shape[1] == 128 and np.isfinite(table.to_numpy()).all()

@@ -27,7 +27,8 @@ def embed_images(
     precision: str = "auto",
     progress: bool = False,
 ) -> np.ndarray:
-    """Embedding of every cached image, (n_images, dim) float32, in cache order (model in eval mode, no augmentation)."""
+    """Embedding of every cached image, (n_images, dim) float32, in cache order (model in eval mode, no augmentation).
+    A model with a frozen trunk that this process already computed on `cache` runs only its top on it."""
     dev = resolve_device(device)
     channels_last = dev.type == "cuda"
     model = model.eval().to(dev)
@@ -42,8 +43,17 @@ def embed_images(
             starts = tqdm(starts, desc="embedding images", unit="batch", mininterval=10.0)
         except ImportError:
             pass
+    from musecl.encoders.trunk import memoized_trunk
+
+    trunk = memoized_trunk(model, cache, precision, dev)  # the frozen trunk the trainer computed, when it did
     with torch.inference_mode():
         for start in starts:
+            if trunk is not None:
+                rows = np.arange(start, min(start + batch_size, len(cache)))
+                with autocast_context(dev, precision):
+                    z = model(trunk.take(rows), from_trunk=True)
+                out[start : start + len(rows)] = z.float().cpu().numpy()
+                continue
             chunk = torch.from_numpy(np.array(cache.images[start : start + batch_size]))
             x = to_input(chunk.to(dev, non_blocking=True), channels_last)
             with autocast_context(dev, precision):

@@ -41,7 +41,7 @@ from musecl.encoders.image_cache import ImageCache
 from musecl.encoders.losses import ntxent_loss, triplet_loss, validation_metrics
 from musecl.encoders.models import build_encoder, check_input_size
 from musecl.encoders.tracking import log_epoch, open_live, progress_bar
-from musecl.encoders.trunk import TrunkFeatures
+from musecl.encoders.trunk import TrunkFeatures, trunk_features
 from musecl.encoders.validation import embed_rows, recalibrate_batchnorm
 
 
@@ -142,9 +142,9 @@ def _train(run: _Run) -> TrainResult:
     step_model = model_for_step(state.model, config, dctx, run.device)
     source = ImageSource(run.cache, run.device, config)
     if config.model.frozen_stages and config.trunk_cache:
-        used = [run.train_rows.ravel()] + ([run.val_rows.ravel()] if run.val_rows is not None else [])
-        source = TrunkFeatures(state.model, source, np.concatenate(used), config.augment, config.eval_batch_size,
-                               run.device, config.precision, config.progress and dctx.main)
+        # every cached image (not only this run's triplets): runs on other triplets of the same cache share it
+        source = trunk_features(state.model, source, config.augment, config.eval_batch_size, run.device,
+                                config.precision, config.progress and dctx.main)
     live = open_live(config.log_dir, state.history) if dctx.main else None
     train_images = np.unique(run.train_rows)
 
@@ -291,7 +291,7 @@ def train_batches(
             if config.augment != "none":
                 flip, turns = draw_augmentation(len(flat), config.augment, generator)
                 variant = variant_index(flip, turns, config.augment)
-            x = source.take(flat, variant)
+            x = source.take(flat, variant, config.augment)
         else:
             x = to_input(images, channels_last)
             if config.augment != "none":

@@ -12,6 +12,8 @@ pixels (up to floating-point summation order), at the cost of the top stages onl
 """
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
@@ -76,11 +78,16 @@ class TrunkFeatures:
             raise KeyError("trunk features were not computed for some requested cache rows")
         return torch.from_numpy(pos).to(self.device)
 
-    def take(self, cache_rows: np.ndarray, variant: torch.Tensor | None = None) -> torch.Tensor:
-        """Trunk outputs of `cache_rows` (flat), of the given variant per row (None: the unaugmented image)."""
+    def take(self, cache_rows: np.ndarray, variant: torch.Tensor | None = None, augment: str | None = None) -> torch.Tensor:
+        """Trunk outputs of `cache_rows` (flat), of the given variant per row (None: the unaugmented image); `variant`
+        indexes `augment.variants(augment)`, mapped to this store's variants."""
         pos = self.positions(np.asarray(cache_rows).ravel())
-        v = torch.zeros_like(pos) if variant is None else variant.to(self.device)
-        return self.store[pos, v]
+        if variant is None:
+            return self.store[pos, torch.zeros_like(pos)]
+        if augment is not None and variants(augment) != self.variants:
+            lookup = torch.tensor([self.variants.index(v) for v in variants(augment)], device=self.device)
+            variant = lookup[variant.to(self.device)]
+        return self.store[pos, variant.to(self.device)]
 
     def batches(self, batches: list[np.ndarray]) -> Iterator[torch.Tensor]:
         for rows in batches:
@@ -89,6 +96,50 @@ class TrunkFeatures:
     @staticmethod
     def embed(model: "ImageEncoder", h: torch.Tensor, channels_last: bool = False, project: bool = False) -> torch.Tensor:
         return model(h, project=project, from_trunk=True)
+
+
+_MEMO: "OrderedDict[str, TrunkFeatures]" = OrderedDict()
+MEMO_SIZE = 4  # trunks kept per process (a few tens of MB each on the default city)
+
+
+def trunk_key(model: "ImageEncoder", cache, precision: str, device: torch.device) -> str:
+    """What a trunk output depends on: the frozen modules' tensors, the spec's input handling, the cache's content,
+    precision and device (the augmentation variants are checked separately)."""
+    digest = hashlib.blake2b(digest_size=16)
+    spec = model.spec
+    digest.update(repr((spec.backbone, spec.normalize, spec.input_size, spec.frozen_stages, precision, str(device),
+                        str(cache.root), cache.fingerprint, len(cache))).encode())
+    for module in model.frozen_modules():
+        for name, tensor in sorted(module.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def trunk_features(model: "ImageEncoder", source: ImageSource, augment: str, batch_size: int, device: torch.device,
+                   precision: str = "fp32", progress: bool = False) -> TrunkFeatures:
+    """`TrunkFeatures` of every cached image, reused within the process when the same frozen trunk was computed on
+    the same cache with (at least) these augmentation variants: the baselines, ablations and sensitivity runs of a
+    modality share it, and so do the region embeddings after training (:func:`memoized_trunk`)."""
+    key = trunk_key(model, source.cache, precision, device)
+    found = _MEMO.get(key)
+    if found is not None and set(variants(augment)) <= set(found.variants):
+        _MEMO.move_to_end(key)
+        return found
+    features = TrunkFeatures(model, source, np.arange(len(source.cache)), augment, batch_size, device, precision,
+                             progress)
+    _MEMO[key] = features
+    _MEMO.move_to_end(key)
+    while len(_MEMO) > MEMO_SIZE:
+        _MEMO.popitem(last=False)
+    return features
+
+
+def memoized_trunk(model: "ImageEncoder", cache, precision: str, device: torch.device) -> TrunkFeatures | None:
+    """The trunk of `model` on `cache` if this process computed it already (else None)."""
+    if not model.spec.frozen_stages:
+        return None
+    return _MEMO.get(trunk_key(model, cache, precision, device))
 
 
 def _bar(total: int, progress: bool):
