@@ -50,7 +50,7 @@ def test_paper_figures_notebook(tiny_pipeline):
     assert "| Impr. |" in table1 and "| p (corrected t) |" in table1 and "| *Oracle* |" in table1
     paper = (out / "tables" / "paper_vs_ours.md").read_text()
     # every row of the paper's tables has a counterpart here now (baselines and variants stages)
-    assert "| PD | Inception v3 | Inception v3 |" in paper and "not evaluated here yet" not in paper
+    assert "| PD | Inception v3 | SV ImageNet (Lite0) |" in paper and "not evaluated here yet" not in paper
     for png in ("r2_bars_paper_protocol.png", "r2_bars_robust_protocol.png", "ablation_bars.png",
                 "predicted_vs_true.png", "indicator_maps.png", "sensitivity.png"):
         assert (out / png).stat().st_size > 10_000
