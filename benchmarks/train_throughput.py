@@ -3,6 +3,8 @@
     python benchmarks/train_throughput.py --backbone both --image-size 64 --batch 32            # CPU default city
     python benchmarks/train_throughput.py --backbone resnet18 --image-size 256 --batch 256      # GPU, paper size
     python benchmarks/train_throughput.py --backbone inception_v3 --image-size 299 --batch 128
+    python benchmarks/train_throughput.py --backbone efficientnet_lite0 --weights imagenet --image-size 64 \
+        --input-size 128 --frozen-stages 7 --n-images 512        # CPU default: full fine-tuning vs the frozen trunk
 
 One training step = one batch of `--batch` triplets = 3 x batch images through forward, triplet loss, backward and an
 Adam step, exactly as in musecl.encoders.train. "excluded": a fixed float batch already on the device. "included":
@@ -19,6 +21,7 @@ import json
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -95,9 +98,48 @@ def bench_included(model, optimizer, config, device, channels_last, batch, size,
     return 3 * batch * steps / (time.perf_counter() - t0), source.resident
 
 
+def bench_trunk(spec: ModelSpec, config: TrainConfig, device: torch.device, args, tmp) -> dict:
+    """The cheap path: build the frozen trunk of every image and augmentation variant once (images/s through the
+    trunk), then train the top on it (images/s of a training step, the trunk lookups included)."""
+    from musecl.encoders.trunk import TrunkFeatures
+
+    rng = np.random.default_rng(0)
+    n = args.n_images
+    images = rng.integers(0, 256, size=(n, args.image_size, args.image_size, 3), dtype=np.uint8)
+    ids = [f"i{i}" for i in range(n)]
+    cache = cache_from_arrays(images, ids, ids, Path(tmp) / "cache")
+    model = build_encoder(spec, seed=0).to(device)
+    config = replace(config, model=spec, augment=args.augment)
+    t0 = time.perf_counter()
+    features = TrunkFeatures(model, ImageSource(cache, device, config), np.arange(n), args.augment, 256, device,
+                             config.precision)
+    _sync(device)
+    build = n * len(features.variants) / (time.perf_counter() - t0)
+    rows = rng.integers(0, n, size=((args.warmup + args.steps) * args.batch, 3))
+    batches = epoch_batches(len(rows), config, 1)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=5e-4, amsgrad=True)
+    generator = torch.Generator().manual_seed(0)
+    model.train()
+    train_batches(model, features, rows, batches[: args.warmup], config, device, False, optimizer, generator)
+    _sync(device)
+    t0 = time.perf_counter()
+    train_batches(model, features, rows, batches[args.warmup : args.warmup + args.steps], config, device, False,
+                  optimizer, generator)
+    _sync(device)
+    step = 3 * args.batch * args.steps / (time.perf_counter() - t0)
+    return {"frozen_stages": spec.frozen_stages, "trunk_images_per_s": round(build, 1),
+            "trunk_variants": len(features.variants), "trunk_MB": round(features.nbytes / 2**20, 1),
+            "top_train_images_per_s": round(step, 1)}
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--backbone", default="both", choices=["resnet18", "inception_v3", "both"])
+    parser.add_argument("--backbone", default="both", choices=["resnet18", "inception_v3", "efficientnet_lite0", "both"])
+    parser.add_argument("--weights", default="none", choices=["none", "imagenet"])
+    parser.add_argument("--input-size", type=int, default=None, help="the encoder resizes its input to this short side")
+    parser.add_argument("--frozen-stages", type=int, default=0,
+                        help="> 0: also time the cached frozen-trunk path (trunk build, then training on the trunk)")
+    parser.add_argument("--augment", default="rot90", help="augmentation of the trunk path (its variants are cached)")
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--batch", type=int, default=32, help="triplets per step (3x images)")
     parser.add_argument("--steps", type=int, default=10)
@@ -119,7 +161,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     print(f"device: {name}; torch {torch.__version__}")
     for backbone in backbones:
-        spec = ModelSpec(backbone)
+        spec = ModelSpec(backbone, weights=args.weights, input_size=args.input_size,
+                         normalize="half" if backbone.startswith("efficientnet") else "none")
         config = TrainConfig(model=spec, batch_size=args.batch, precision=args.precision, channels_last=args.channels_last,
                              compile=args.compile, num_workers=args.workers, data_on_device=args.data_on_device,
                              device=args.device, progress=False)
@@ -136,7 +179,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
         with tempfile.TemporaryDirectory() as tmp:
             included, resident = bench_included(step_model, optimizer, config, device, channels_last, args.batch,
                                                 args.image_size, args.steps, args.warmup, args.n_images, tmp)
+        trunk = {}
+        if args.frozen_stages:
+            with tempfile.TemporaryDirectory() as tmp:
+                trunk = bench_trunk(replace(spec, frozen_stages=args.frozen_stages), config, device, args, tmp)
         row = {
+            **trunk,
             "backbone": backbone, "image_size": args.image_size, "batch_triplets": args.batch,
             "images_per_step": 3 * args.batch, "device": name,
             "precision": "bf16" if (args.precision == "bf16" or (args.precision == "auto" and device.type == "cuda")) else "fp32",

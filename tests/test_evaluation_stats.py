@@ -103,3 +103,29 @@ def test_compare_to_best_baseline_pairs_over_the_same_folds():
     broken = res[~((res["method"] == "strong") & (res["fold"] == 0))]
     with pytest.raises(ValueError, match="different folds"):
         compare_to_best_baseline(broken, "ours", ["weak", "strong"])
+
+
+def test_paired_comparisons_table_and_summary():
+    from musecl.evaluation.paper import comparison_summary, comparison_table
+    from musecl.evaluation.stats import paired_comparisons
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for method, shift in (("trained", 0.1), ("frozen", 0.0), ("floor", -0.3)):
+        for indicator in ("crime", "population_density"):
+            for fold in range(10):
+                rows.append({"protocol": "kfold", "regressor": "ridge", "method": method, "indicator": indicator,
+                             "repeat": 0, "fold": fold, "r2": 0.4 + shift + rng.normal(0, 0.01) + 0.02 * fold,
+                             "n_test": 20, "n_train": 80})
+    results = pd.DataFrame(rows)
+    c = paired_comparisons(results, [["trained", "frozen"], ["trained", "floor"], ["trained", "absent"]], "kfold", "ridge")
+    assert set(map(tuple, c[["a", "b"]].drop_duplicates().to_numpy())) == {("trained", "frozen"), ("trained", "floor")}
+    assert np.allclose(c.loc[c["b"] == "frozen", "mean_diff"], 0.1, atol=0.01)
+    assert (c["p_corrected_ttest"] < 0.05).all()
+    table = comparison_table(c, "kfold", "ridge").to_markdown()
+    assert "| a | b | PD | CR |" in table and "**+0.1" in table
+    summary = comparison_summary(c)
+    assert "significantly higher (p < 0.05) on PD, CR" in summary
+    broken = results[~((results["method"] == "frozen") & (results["fold"] == 3))]
+    with pytest.raises(ValueError, match="different folds"):
+        paired_comparisons(broken, [["trained", "frozen"]], "kfold", "ridge")

@@ -183,3 +183,49 @@ def sensitivity_figure(table_path: str | Path | None, spec: Mapping[str, Any], o
     table = pd.read_parquet(path)
     fig = sensitivity_plot(table, spec["method"], spec["protocol"], spec["regressor"])
     return save_figure(fig, out_path)
+
+
+def comparison_table(comparisons: pd.DataFrame, protocol: str, regressor: str) -> Table:
+    """One row per pair: the mean R² difference a − b per indicator with the corrected resampled t-test's p."""
+    from musecl.evaluation.tables import PAPER_INDICATORS, Cell, indicator_label
+
+    order = list(PAPER_INDICATORS)
+    indicators = sorted(dict.fromkeys(comparisons["indicator"]) if len(comparisons) else [],
+                        key=lambda i: (order.index(i) if i in order else len(order), i))
+    rows = []
+    for (a, b), part in comparisons.groupby(["a", "b"], sort=False):
+        part = part.set_index("indicator")
+        cells = [Cell(a), Cell(b)]
+        for ind in indicators:
+            if ind not in part.index:
+                cells.append(Cell("-"))
+                continue
+            r = part.loc[ind]
+            p = r["p_corrected_ttest"]
+            p_text = "<0.001" if p < 0.001 else f"{p:.3f}"
+            cells.append(Cell(f"{r['mean_diff']:+.3f} (p {p_text})", bold=bool(p < 0.05)))
+        rows.append(cells)
+    caption = (f"Paired comparisons ({protocol} protocol, {regressor}): mean R² difference a − b over the same folds, "
+               f"with the corrected resampled t-test's p (bold: p < 0.05). Trained encoders against their own backbone "
+               f"frozen (ImageNet features, no triplet training) and against the pixel-statistics floor.")
+    return Table(columns=["a", "b", *[indicator_label(i) for i in indicators]], rows=rows, caption=caption)
+
+
+def comparison_summary(comparisons: pd.DataFrame, alpha: float = 0.05) -> str:
+    """What the paired comparisons show, one sentence per pair, written from the numbers (for the notebook)."""
+    from musecl.evaluation.tables import indicator_label
+
+    if comparisons.empty:
+        return "No paired comparison was configured or evaluated (`evaluation.figures.paired_comparisons`)."
+    lines = []
+    for (a, b), part in comparisons.groupby(["a", "b"], sort=False):
+        up = part[part["mean_diff"] > 0]
+        down = part[part["mean_diff"] < 0]
+        sig_up = [indicator_label(i) for i in up.loc[up["p_corrected_ttest"] < alpha, "indicator"]]
+        sig_down = [indicator_label(i) for i in down.loc[down["p_corrected_ttest"] < alpha, "indicator"]]
+        text = (f"**{a}** vs **{b}**: higher on {len(up)} of {len(part)} indicators, lower on {len(down)} "
+                f"(mean difference {part['mean_diff'].min():+.3f} to {part['mean_diff'].max():+.3f}); "
+                f"significantly higher (p < {alpha}) on {', '.join(sig_up) or 'none'}, "
+                f"significantly lower on {', '.join(sig_down) or 'none'}.")
+        lines.append(f"* {text}")
+    return "\n".join(lines)

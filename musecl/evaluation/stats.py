@@ -168,3 +168,36 @@ def target_scaling_effect(
     out = out.reset_index()
     out = out.assign(_m=out["method"].map({m: i for i, m in enumerate(methods)}), _r=out["regressor"].map(order))
     return out.sort_values(["_m", "_r"])[columns].reset_index(drop=True)
+
+
+def paired_comparisons(results: pd.DataFrame, pairs: Sequence[Sequence[str]], protocol: str, regressor: str,
+                       metric: str = "r2") -> pd.DataFrame:
+    """Per pair (a, b) of representations and indicator: both means, a − b and the paired tests over the folds both
+    were scored on (e.g. a trained encoder against its own backbone frozen, or against the pixel-statistics floor).
+    Pairs with a representation that has no results are left out."""
+    sel = results[(results["protocol"] == protocol) & (results["regressor"] == regressor)]
+    rows = []
+    for pair in pairs:
+        a, b = (str(v) for v in pair)
+        for indicator in sorted(sel["indicator"].unique(), key=_paper_order):
+            part = sel[sel["indicator"] == indicator]
+            mine, theirs = (part[part["method"] == m].set_index(PAIR_KEYS) for m in (a, b))
+            if mine.empty or theirs.empty:
+                continue
+            common = mine.index.intersection(theirs.index)
+            if len(common) != len(mine) or len(common) != len(theirs):
+                raise ValueError(f"{a} and {b} were scored on different folds for {protocol}/{regressor}/{indicator}")
+            mine, theirs = mine.loc[common], theirs.loc[common]
+            ratio = float((mine["n_test"] / mine["n_train"]).mean())
+            tests = paired_tests(mine[metric].to_numpy(), theirs[metric].to_numpy(), test_train_ratio=ratio)
+            rows.append({"a": a, "b": b, "indicator": indicator, "a_mean": float(mine[metric].mean()),
+                         "b_mean": float(theirs[metric].mean()), **tests})
+    return pd.DataFrame(rows)
+
+
+def _paper_order(indicator: str) -> tuple[int, str]:
+    """Sort key: the paper's indicator order (PD, HD, MC, NP, NC, CR), then any other by name."""
+    from musecl.data.schema import PAPER_INDICATORS
+
+    order = list(PAPER_INDICATORS)
+    return (order.index(indicator) if indicator in order else len(order), indicator)
