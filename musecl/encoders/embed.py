@@ -15,6 +15,7 @@ from musecl.encoders.image_cache import REGION_ID, ImageCache
 from musecl.encoders.models import ImageEncoder
 from musecl.encoders.data import to_input
 from musecl.encoders.devices import autocast_context, resolve_device
+from musecl.encoders.tracking import progress_iter
 
 MISSING_POLICIES = ("neighbours", "mean", "zeros", "error")
 
@@ -36,13 +37,7 @@ def embed_images(
         model = model.to(memory_format=torch.channels_last)
     out = np.empty((len(cache), model.spec.embedding_dim), dtype=np.float32)
     starts = range(0, len(cache), batch_size)
-    if progress:
-        try:
-            from tqdm.auto import tqdm
-
-            starts = tqdm(starts, desc="embedding images", unit="batch", mininterval=10.0)
-        except ImportError:
-            pass
+    starts = progress_iter(starts, progress, "embedding images", "batch")
     from musecl.encoders.trunk import memoized_trunk
 
     trunk = memoized_trunk(model, cache, precision, dev)  # the frozen trunk the trainer computed, when it did

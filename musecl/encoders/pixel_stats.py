@@ -38,6 +38,7 @@ import torch
 
 from musecl.encoders.embed import fill_missing, region_means
 from musecl.encoders.image_cache import REGION_ID, ImageCache
+from musecl.encoders.tracking import progress_iter
 
 CHANNELS = ("r", "g", "b")
 LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601
@@ -139,13 +140,7 @@ def cache_features(cache: ImageCache, config: PixelStatsConfig = PixelStatsConfi
     step = max(1, int(chunk_pixels) // (height * width))
     out = np.empty((len(cache), config.dim), dtype=np.float32)
     starts = range(0, len(cache), step)
-    if progress:
-        try:
-            from tqdm.auto import tqdm
-
-            starts = tqdm(starts, desc="pixel statistics", unit="chunk", mininterval=10.0)
-        except ImportError:
-            pass
+    starts = progress_iter(starts, progress, "pixel statistics", "chunk")
     for start in starts:
         out[start : start + step] = image_features(np.asarray(cache.images[start : start + step]), config)
     return out

@@ -45,3 +45,14 @@ def progress_bar(total: int, initial: int, enabled: bool, desc: str):
         return None
     # a long refresh interval: in executed notebooks every refresh is a line of output
     return tqdm(total=total, initial=initial, desc=desc, unit="step", mininterval=10.0)
+
+
+def progress_iter(items, enabled: bool, desc: str, unit: str = "batch"):
+    """`items` wrapped in a tqdm bar (one refresh every 10 s) when enabled and tqdm is installed, else `items`."""
+    if not enabled:
+        return items
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return items
+    return tqdm(items, desc=desc, unit=unit, mininterval=10.0)
