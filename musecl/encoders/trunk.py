@@ -34,8 +34,6 @@ class TrunkFeatures:
     (role-major) of the variants given, or of the unaugmented images; `embed` runs the model's trainable top on them.
     """
 
-    is_trunk = True
-
     def __init__(self, model: "ImageEncoder", source: ImageSource, rows: np.ndarray, augment: str,
                  batch_size: int, device: torch.device, precision: str = "fp32", progress: bool = False) -> None:
         self.rows = np.unique(np.asarray(rows, dtype=np.int64))
