@@ -65,7 +65,8 @@ def test_standardised_targets_beat_raw_targets_with_a_large_mean(seed):
 
 
 def test_both_mlps_are_regressors_and_the_old_switch_is_refused():
-    assert set(MLP_REGRESSORS) == {"mlp", "mlp_std"} and not MLP_REGRESSORS["mlp"] and MLP_REGRESSORS["mlp_std"]
+    assert set(MLP_REGRESSORS) == {"mlp", "mlp_std", "mlp_urbanclip"}
+    assert not MLP_REGRESSORS["mlp"] and MLP_REGRESSORS["mlp_std"] and MLP_REGRESSORS["mlp_urbanclip"]
     spec = ProtocolSpec.from_config("paper", {"split": "holdout", "regressors": ["mlp", "mlp_std", "ridge"]})
     assert spec.regressors == ("mlp", "mlp_std", "ridge")
     with pytest.raises(ValueError, match="regressors"):
@@ -86,3 +87,25 @@ def test_evaluation_section_refuses_unknown_keys():
     with pytest.raises(ValueError, match=r"params.yaml evaluation.ridge: unknown setting\(s\) \['alpha'\]; known: "
                                          r"\['alphas'\]"):
         EvaluationSettings.from_params(ridge)
+
+
+def test_urbanclip_head_trains_fixed_epochs_with_its_own_settings():
+    """UrbanCLIP's head: one hidden layer of 256, AdamW with decay, dropout drawn per model from its own seed, no early
+    stopping (every fit runs max_epochs and keeps its best validation epoch); same seeds give the same predictions."""
+    from musecl.evaluation.regressors import URBANCLIP_MLP, fit_predict_mlp
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(120, 5))
+    y = (x[:, :1] * 2 + 5 + 0.1 * rng.normal(size=(120, 1)))
+    config = MLPConfig.from_config(URBANCLIP_MLP)
+    assert config.hidden == (256,) and config.optimizer == "adamw" and config.patience is None
+    jobs = [MLPJob(key=i, train=np.arange(0, 80), val=np.arange(80, 100), test=np.arange(100, 120), target=0, seed=i)
+            for i in range(3)]
+    first = fit_predict_mlp(x, y, jobs, config, standardize_targets=True)
+    again = fit_predict_mlp(x, y, jobs, config, standardize_targets=True)
+    assert all(r.epochs == 100 for r in first)
+    assert all(np.array_equal(a.prediction, b.prediction) for a, b in zip(first, again))
+    r2 = 1 - ((first[0].prediction - y[100:, 0]) ** 2).sum() / ((y[100:, 0] - y[100:, 0].mean()) ** 2).sum()
+    assert r2 > 0.8
+    with pytest.raises(ValueError, match="optimizer"):
+        MLPConfig.from_config({"optimizer": "sgd"})

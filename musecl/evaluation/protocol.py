@@ -34,20 +34,22 @@ from musecl.evaluation.regressors import (
     MLP_REGRESSORS,
     MLPConfig,
     MLPJob,
+    URBANCLIP_MLP,
     clip_to_fit_rows,
     fit_predict_mlp,
     fit_predict_ridge,
 )
 from musecl.evaluation.splits import Fold, Folds, SplitSpec, stable_key
 
-REGRESSORS = (*MLP_REGRESSORS, "ridge")  # mlp: the paper's MLP, targets as they are; mlp_std: standardised targets
+REGRESSORS = (*MLP_REGRESSORS, "ridge")  # mlp: the paper's MLP, targets as they are; mlp_std: standardised targets;
+# mlp_urbanclip: UrbanCLIP's downstream head (evaluation.mlp_urbanclip)
 RESULT_COLUMNS = [
     "method", "indicator", "regressor", "protocol", "repeat", "fold",
     "r2", "rmse", "mae", "mape", "mape_zero_targets", "n_train", "n_val", "n_test", "best_epoch", "epochs", "alpha",
 ]
 # Every key of params.yaml `evaluation` (read here, by the registry, the checks and notebooks 06-07); others are
 # refused, so a new key must be added here.
-EVALUATION_KEYS = ("indicators", "on_missing", "representations", "protocols", "mlp", "ridge", "clip_quantile",
+EVALUATION_KEYS = ("indicators", "on_missing", "representations", "protocols", "mlp", "mlp_urbanclip", "ridge", "clip_quantile",
                    "checks", "n_jobs", "threads_per_job", "figures")
 RIDGE_KEYS = ("alphas",)
 PREDICTION_COLUMNS = ["method", "indicator", "regressor", "protocol", "repeat", "fold", REGION_ID, "y_true", "y_pred"]
@@ -81,6 +83,7 @@ class ProtocolSpec:
 class EvaluationSettings:
     protocols: tuple[ProtocolSpec, ...]
     mlp: MLPConfig = MLPConfig()
+    mlp_urbanclip: MLPConfig = MLPConfig.from_config(URBANCLIP_MLP)
     ridge_alphas: tuple[float, ...] = DEFAULT_ALPHAS
     seed: int = 0
     n_jobs: int = 1
@@ -109,6 +112,8 @@ class EvaluationSettings:
         return cls(
             protocols=tuple(ProtocolSpec.from_config(name, p or {}) for name, p in protocols.items()),
             mlp=replace(MLPConfig.from_config(cfg.get("mlp")), clip_quantile=clip),
+            mlp_urbanclip=replace(MLPConfig.from_config({**URBANCLIP_MLP, **(cfg.get("mlp_urbanclip") or {})}),
+                                  clip_quantile=clip),
             clip_quantile=clip,
             estimators=estimators,
             ridge_alphas=tuple(float(a) for a in alphas) if alphas else DEFAULT_ALPHAS,
@@ -272,7 +277,7 @@ def _run_task(
         if oracle:
             fits = _oracle_fits(protocol, x, y, folds, settings)
         elif regressor in MLP_REGRESSORS:
-            fits = _mlp_fits(method, protocol, x, y, indicators, folds, settings, MLP_REGRESSORS[regressor])
+            fits = _mlp_fits(method, protocol, x, y, indicators, folds, settings, regressor)
         else:
             fits = _ridge_fits(x, y, folds, settings)
     finally:
@@ -298,14 +303,15 @@ def _run_task(
     return rows, pd.concat(preds, ignore_index=True)
 
 
-def _mlp_fits(method, protocol, x, y, indicators, folds, settings, standardize_targets):
+def _mlp_fits(method, protocol, x, y, indicators, folds, settings, regressor):
     jobs = [
         MLPJob(key=(i, t), train=f.train, val=f.val, test=f.test, target=t,
                seed=mlp_seed(settings.seed, protocol, f.repeat, f.fold, indicators[t]))
         for i, f in enumerate(folds)
         for t in range(y.shape[1])
     ]
-    results = fit_predict_mlp(x, y, jobs, settings.mlp, standardize_targets=standardize_targets)
+    config = settings.mlp_urbanclip if regressor == "mlp_urbanclip" else settings.mlp
+    results = fit_predict_mlp(x, y, jobs, config, standardize_targets=MLP_REGRESSORS[regressor])
     return [
         (folds[r.key[0]], r.key[1], r.prediction, {"best_epoch": r.best_epoch, "epochs": r.epochs})
         for r in results
