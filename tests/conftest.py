@@ -18,6 +18,8 @@ NOTEBOOK_ORDER = [
     "03_encoder_training",  # needs the triplets (02)
     "03b_baseline_encoders",  # needs the encoders' image caches (03)
     "04_poi_word2vec",  # needs only the bundle (01)
+    "04b_captions",  # needs only the bundle (01)
+    "04c_image_text",  # needs the encoders' image caches (03) and the selected captions (04b)
     "05_fusion",  # needs the encoders' rs/sv embeddings (03) and the text embeddings (04): keep 02-03 before it
     "05b_fusion_variants",  # needs 03b's random-positive encoders and 04-05's inputs
     "06_evaluation",  # every embedding table above (and any baseline stage): keep it after all of them

@@ -57,7 +57,7 @@ def test_same_seed_gives_byte_identical_bundle_whatever_the_workers(tmp_path, mo
     generate_city(config, tmp_path / "b", seed=11, progress=False, workers=2)
     generate_city(config, tmp_path / "c", seed=12, progress=False, workers=1)
     a, b, c = _hashes(tmp_path / "a"), _hashes(tmp_path / "b"), _hashes(tmp_path / "c")
-    assert len(a) == 10 + first["counts"]["remote_sensing_images"] + first["counts"]["street_view_images"]
+    assert len(a) == 12 + first["counts"]["remote_sensing_images"] + first["counts"]["street_view_images"]
     assert a == b
     changed = (schema.BOUNDARY_FILE, schema.POIS_FILE, schema.TRIPS_FILE, schema.INDICATORS_FILE, schema.LATENTS_FILE)
     for file in changed:

@@ -108,6 +108,14 @@ class CityBundle:
     def latents(self) -> pd.DataFrame | None:
         return self.read("latents").set_index(REGION_ID) if self.has("latents") else None
 
+    def captions(self) -> pd.DataFrame | None:
+        """The image captions (`captions.parquet`: image_id, modality, captioner, caption, ...), None without them."""
+        return self.read("captions") if self.has("captions") else None
+
+    def scene_facts(self) -> pd.DataFrame | None:
+        """The true facts of every image of a synthetic city (`scene_facts.parquet`), None without them."""
+        return self.read("scene_facts") if self.has("scene_facts") else None
+
     def indicators(self, transformed: bool = True) -> pd.DataFrame:
         """Indicators per region (index `region_id`), with city.json's transforms applied when `transformed`."""
         table = self.read("indicators").set_index(REGION_ID)

@@ -23,6 +23,8 @@ INDICATORS_FILE = "indicators.parquet"
 REMOTE_SENSING_FILE = "remote_sensing.parquet"  # image index
 STREET_VIEW_FILE = "street_view.parquet"  # image index
 LATENTS_FILE = "latents.parquet"  # synthetic cities only: the ground-truth latent variables per region
+CAPTIONS_FILE = "captions.parquet"  # optional: captions of the images (one row per image and captioner)
+SCENE_FACTS_FILE = "scene_facts.parquet"  # synthetic cities only: the true facts of every image
 REMOTE_SENSING_DIR = "images/remote_sensing"
 STREET_VIEW_DIR = "images/street_view"
 
@@ -126,6 +128,30 @@ LATENTS = Table(
     required=False,
 )
 
+CAPTIONS = Table(
+    CAPTIONS_FILE,
+    (
+        Column("image_id", "str", "an image_id of the image table of `modality`"),
+        Column("modality", "str", "'rs' (remote_sensing.parquet) or 'sv' (street_view.parquet)"),
+        Column("captioner", "str", "who or what wrote the caption (a model name, 'human', a synthetic captioner)"),
+        Column("caption", "str", "the caption text, non-empty"),
+        Column("hallucination_rate", "float", "share of the caption's facts that are false, [0, 1] (synthetic only)",
+               required=False),
+        Column("omission_rate", "float", "share of the image's true facts the caption leaves out, [0, 1] (synthetic "
+               "only)", required=False),
+    ),
+    required=False,
+)
+SCENE_FACTS = Table(
+    SCENE_FACTS_FILE,
+    (
+        Column("image_id", "str", "an image_id of the image table of `modality`"),
+        Column("modality", "str", "'rs' or 'sv'"),
+        Column("facts", "str", "the image's true facts, musecl.data.captions.facts_to_text"),
+    ),
+    required=False,
+)
+
 TABLES: dict[str, Table] = {
     "regions": REGIONS,
     "pois": POIS,
@@ -135,6 +161,8 @@ TABLES: dict[str, Table] = {
     "street_view": STREET_VIEW,
     "indicators": INDICATORS,
     "latents": LATENTS,
+    "captions": CAPTIONS,
+    "scene_facts": SCENE_FACTS,
 }
 
 # The paper's indicators (MuseCL Tables 1-2). A bundle may carry any subset and others; city.json names the transform

@@ -229,3 +229,20 @@ def comparison_summary(comparisons: pd.DataFrame, alpha: float = 0.05) -> str:
                 f"significantly lower on {', '.join(sig_down) or 'none'}.")
         lines.append(f"* {text}")
     return "\n".join(lines)
+
+
+def imagetext_published(results: pd.DataFrame, reference: pd.DataFrame, protocol: str, regressor: str) -> pd.DataFrame:
+    """The image-text papers' published R² (reports/reference/imagetext_published.csv) beside ours on the closest
+    indicator of this city (`closest_ours`, mean over the folds of `protocol`/`regressor`), where one exists."""
+    from musecl.data.schema import PAPER_INDICATORS
+
+    out = reference.copy()
+    out["ours_r2"] = float("nan")
+    codes = {abbr: name for name, abbr in PAPER_INDICATORS.items()}
+    part = results[(results["protocol"] == protocol) & (results["regressor"] == regressor)]
+    means = part.groupby(["method", "indicator"])["r2"].mean()
+    for i, row in out.iterrows():
+        indicator = codes.get(str(row["closest_ours"]))
+        if indicator and (row["method"], indicator) in means.index:
+            out.at[i, "ours_r2"] = float(means[(row["method"], indicator)])
+    return out

@@ -25,8 +25,9 @@ from musecl.synthetic.pois import generate_pois
 from musecl.synthetic.presets import SyntheticCityConfig, check_config
 
 # Component codes of the random streams (never reuse or renumber: the bundle of a given seed would change).
-FRAME, LATENTS, POIS, TRIPS, TAXIS, INDICATORS, STREET_POINTS = 1, 2, 3, 4, 5, 6, 7
+FRAME, LATENTS, POIS, TRIPS, TAXIS, INDICATORS, STREET_POINTS, CAPTIONS = 1, 2, 3, 4, 5, 6, 7, 8
 KIND_REMOTE_SENSING, KIND_STREET_VIEW = 101, 102
+KIND_MODALITY = {KIND_REMOTE_SENSING: "rs", KIND_STREET_VIEW: "sv"}
 EXTRA_LATENTS = ("land_fraction",)  # also in latents.parquet: share of the hexagon on land inside the boundary
 INLINE_RENDER_BELOW = 64  # fewer images than this render in-process: a worker pool's start-up would cost more
 
@@ -63,8 +64,10 @@ def generate_city(
     with atomic_dir(out_dir) as tmp:
         counts = write_tables(city, tmp)
         lap("write_tables")
-        render_images(city, tmp, seed, progress=progress, workers=workers)
+        facts, captions = render_images(city, tmp, seed, progress=progress, workers=workers)
         lap("render_images")
+        write_captions(facts, captions, tmp)
+        lap("write_captions")
         write_city_json(city, tmp, seed, counts)
     timings["total"] = round(sum(timings.values()), 3)
     return {"counts": counts, "timings_s": timings, "out_dir": str(Path(out_dir))}
@@ -278,6 +281,14 @@ def write_tables(city: SyntheticCity, root: Path) -> dict[str, int]:
     }
 
 
+def write_captions(facts: pd.DataFrame, captions: pd.DataFrame, root: Path) -> None:
+    """Write the true facts of every image (`scene_facts.parquet`) and its simulated captions (`captions.parquet`)."""
+    from musecl.storage import write_parquet
+
+    write_parquet(facts, Path(root) / schema.SCENE_FACTS_FILE)
+    write_parquet(captions, Path(root) / schema.CAPTIONS_FILE)
+
+
 def write_city_json(city: SyntheticCity, root: Path, seed: int, counts: dict[str, int]) -> None:
     from musecl import __version__
     from musecl.data.schema import FORMAT_VERSION, WGS84_CRS
@@ -320,33 +331,45 @@ def _init_worker(field: LatentField, root: str, seed: int, rs_size: int, rs_exte
     _WORKER.update(field=field, root=Path(root), seed=seed, rs_size=rs_size, rs_extent_m=rs_extent_m, sv_size=sv_size)
 
 
-def _render_batch(batch: tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]) -> int:
-    """Render and write one batch of images of one kind (runs in a worker or in-process)."""
+def _render_batch(batch: tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]
+                  ) -> tuple[int, list[tuple]]:
+    """Render and write one batch of images of one kind (runs in a worker or in-process); returns the number of
+    images and, per image, (kind, index, true facts as text, its captions: (captioner, caption, rates) each)."""
     from PIL import Image
 
-    from musecl.synthetic.render import render_remote_sensing, render_street_view
+    from musecl.data.captions import facts_to_text
+    from musecl.synthetic.captioners import caption_image
+    from musecl.synthetic.render import render_remote_sensing_labelled, render_street_view_labelled
+    from musecl.synthetic.scene_facts import image_latents, scene_facts
 
     kind, index, lon, lat, heading, paths = batch
     w = _WORKER
+    modality = KIND_MODALITY[kind]
+    records = []
     for i, x, y, h, rel in zip(index.tolist(), lon.tolist(), lat.tolist(), heading.tolist(), paths):
         rng = np.random.default_rng([w["seed"], kind, i])
         if kind == KIND_REMOTE_SENSING:
-            img = render_remote_sensing(w["field"], x, y, w["rs_size"], w["rs_extent_m"], rng)
+            img, labels = render_remote_sensing_labelled(w["field"], x, y, w["rs_size"], w["rs_extent_m"], rng)
             size = w["rs_size"]
         else:
-            img = render_street_view(w["field"], x, y, h, w["sv_size"], rng)
+            img, labels = render_street_view_labelled(w["field"], x, y, h, w["sv_size"], rng)
             size = w["sv_size"]
         img = np.asarray(img)
         if img.shape != (size, size, 3) or img.dtype != np.uint8:
             raise ValueError(f"renderer returned {img.shape} {img.dtype} for {rel}; expected ({size}, {size}, 3) uint8")
         Image.fromarray(img).save(w["root"] / rel, format="PNG", compress_level=6)
-    return len(paths)
+        latents = image_latents(w["field"], x, y, modality, heading=h, extent_m=w["rs_extent_m"])
+        truth = scene_facts(labels, latents, modality)
+        captions = caption_image(truth, modality, lambda c: np.random.default_rng([w["seed"], CAPTIONS, c, kind, i]))
+        records.append((kind, i, facts_to_text(truth), captions))
+    return len(paths), records
 
 
 def render_images(
     city: SyntheticCity, root: Path, seed: int, progress: bool = True, workers: int | None = None, batch_size: int = 64
-) -> None:
-    """Render every remote-sensing tile and street-view image of the index tables into `root`."""
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Render every remote-sensing tile and street-view image of the index tables into `root`; return the tables of
+    their true facts and their simulated captions (`caption_tables`)."""
     from tqdm.auto import tqdm
 
     root = Path(root)
@@ -363,11 +386,14 @@ def render_images(
     init = (city.field, str(root), seed, city.config.rs_size_px, city.rs_extent_m, city.config.sv_size_px)
     workers = usable_cpus() if workers is None else int(workers)
     bar = tqdm(total=total, desc="rendering images", unit="img", disable=not progress)
+    records: list[tuple] = []
     try:
         if workers <= 1 or total < INLINE_RENDER_BELOW:
             _init_worker(*init)
             for batch in batches:
-                bar.update(_render_batch(batch))
+                done, found = _render_batch(batch)
+                records += found
+                bar.update(done)
         else:
             import multiprocessing as mp
 
@@ -375,8 +401,33 @@ def render_images(
             # crashes) and re-import everything; the workers use only numpy/scipy/Pillow, never torch threads.
             method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
             with mp.get_context(method).Pool(workers, initializer=_init_worker, initargs=init) as pool:
-                for done in pool.imap_unordered(_render_batch, batches):
+                for done, found in pool.imap_unordered(_render_batch, batches):
+                    records += found
                     bar.update(done)
     finally:
         bar.close()
         _WORKER.clear()
+    return caption_tables(city, records)
+
+
+def caption_tables(city: SyntheticCity, records: list[tuple]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`scene_facts.parquet` and `captions.parquet` from the workers' records, in image-table order (the pool returns
+    batches in any order), captioners in `CAPTIONERS` order."""
+    from musecl.contract import IMAGE_TABLES
+
+    records = sorted(records, key=lambda r: (r[0], r[1]))
+    ids = {kind: getattr(city, IMAGE_TABLES[m])["image_id"].to_numpy() for kind, m in KIND_MODALITY.items()}
+    image_id = [ids[kind][i] for kind, i, _, _ in records]
+    modality = [KIND_MODALITY[kind] for kind, _, _, _ in records]
+    facts = pd.DataFrame({"image_id": image_id, "modality": modality, "facts": [r[2] for r in records]})
+    per_image = [len(r[3]) for r in records]
+    rows = [row for r in records for row in r[3]]
+    captions = pd.DataFrame({
+        "image_id": np.repeat(np.array(image_id, dtype=object), per_image),
+        "modality": np.repeat(np.array(modality, dtype=object), per_image),
+        "captioner": [row[0] for row in rows],
+        "caption": [row[1] for row in rows],
+        "hallucination_rate": np.array([row[2] for row in rows], dtype=np.float64),
+        "omission_rate": np.array([row[3] for row in rows], dtype=np.float64),
+    })
+    return facts, captions

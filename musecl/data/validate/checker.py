@@ -1,14 +1,15 @@
 """`validate_bundle`: one validation run, its checks in their fixed order, and the cleaned tables it hands back.
 
 The order matters: city.json and the boundary come first, then every table is read and its columns checked, then
-regions (whose ids the rest use), POIs, mobility, images, indicators, latents and finally coverage. A row is reported
-for its first problem only, so the order decides which message a bad row gets.
+regions (whose ids the rest use), POIs, mobility, images, indicators, latents, captions and finally coverage. A row is
+reported for its first problem only, so the order decides which message a bad row gets.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 from musecl.data import schema
+from musecl.data.validate.captions import check_captions
 from musecl.data.validate.columns import read_tables
 from musecl.data.validate.context import Context
 from musecl.data.validate.coverage import check_coverage
@@ -63,6 +64,7 @@ def run_checks(ctx: Context) -> ValidationReport:
     check_images_tables(ctx)
     check_indicators(ctx)
     check_latents(ctx)
+    check_captions(ctx)
     check_coverage(ctx)
     collect_cleaned(ctx)
     return ctx.report

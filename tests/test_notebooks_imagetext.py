@@ -1,0 +1,53 @@
+"""Notebooks 04b (captions, consensus) and 04c (UrbanCLIP, UrbanLN and its ablations) on the tiny configuration."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from musecl.data import CityBundle
+from musecl.embeddings import read_embeddings
+
+pytestmark = pytest.mark.notebook
+
+RUNS = ("urbanclip", "urbanln_si", "urbanln_sv", "urbanln_sv_no_ipsi", "urbanln_sv_no_msd", "urbanln_sv_no_consensus",
+        "urbanln_sv_no_refine")
+
+
+def test_captions_notebook(tiny_pipeline) -> None:
+    executed = tiny_pipeline.run("04b_captions")
+    assert "all checks passed" in executed.read_text()
+    paths = tiny_pipeline.paths
+    bundle = CityBundle(paths["bundle"])
+    candidates = bundle.read("captions")
+    images = candidates[["modality", "image_id"]].drop_duplicates()
+    for name in ("consensus", "random"):
+        chosen = pd.read_parquet(paths["work"] / "captions" / f"{name}.parquet")
+        assert len(chosen) == len(images)
+        assert set(chosen["captioner"]) <= set(candidates["captioner"])
+    metrics = json.loads((paths["reports"] / "captions.json").read_text())
+    assert metrics["captions"] == len(candidates) and 0 <= metrics["share_over_77_tokens"] <= 1
+    assert set(metrics["hallucination_rate"]) >= {"consensus", "random captioner"}
+    report = paths["reports"] / "04b_captions"
+    for name in ("caption_lengths.png", "caption_quality.png", "captioners.md", "caption_quality.tex"):
+        assert (report / name).stat().st_size > 0, name
+
+
+def test_image_text_notebook(tiny_pipeline) -> None:
+    executed = tiny_pipeline.run("04c_image_text")
+    text = executed.read_text()
+    assert "all checks passed" in text and "What this shows" in text
+    paths = tiny_pipeline.paths
+    regions = CityBundle(paths["bundle"]).regions()["region_id"]
+    for run in RUNS:
+        table = read_embeddings(paths["work"] / "embeddings" / f"{run}.parquet")
+        assert set(table.index) == set(regions) and np.isfinite(table.to_numpy()).all(), run
+        assert (paths["models"] / "imagetext" / run / "model.pt").is_file(), run
+    metrics = json.loads((paths["reports"] / "imagetext.json").read_text())
+    assert set(metrics) == set(RUNS)
+    assert all(0 <= m["i2t_R@10"] <= 1 for m in metrics.values())
+    report = paths["reports"] / "04c_image_text"
+    for name in ("training_curves.png", "retrieval.png", "runs.md"):
+        assert (report / name).stat().st_size > 0, name
