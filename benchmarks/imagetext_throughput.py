@@ -57,6 +57,7 @@ def timed(label: str, n_images: int, epochs: int, batch: int, fn, rows: list) ->
     steps = max(1, n_train // min(batch, n_train)) * max(epochs, 1)
     rows.append((label, n_images, epochs, seconds, n_train * epochs / seconds if epochs else math.nan,
                  seconds / steps if epochs else math.nan))
+    print("| {} | {} | {} | {:.1f} | {:.3g} | {:.3g} |".format(*rows[-1]), flush=True)
     return out
 
 
@@ -68,15 +69,20 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=16, help="T: trunk tokens per image (4x4 at 128 px)")
     parser.add_argument("--channels", type=int, default=1280, help="C: trunk channels (1280 head conv, 320 before)")
     parser.add_argument("--epochs", type=int, default=None, help="override every phase's epochs")
+    parser.add_argument("--batch-size", type=int, default=None, help="override the preset's batch size")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None, help="torch threads during the fits (default: the "
                         "preset's `threads`, cpu: 1)")
     args = parser.parse_args()
     torch.manual_seed(0)
     rows: list[tuple] = []
+    print("| run | images | epochs | seconds | train samples/s | s/step |")
+    print("|---|---:|---:|---:|---:|---:|", flush=True)
     over = {} if args.epochs is None else {"epochs": args.epochs, "pretrain_epochs": args.epochs}
     if args.threads is not None:
         over["threads"] = args.threads
+    if args.batch_size is not None:
+        over["batch_size"] = args.batch_size
     clip_cfg = ImageTextConfig.preset(args.preset, "urbanclip", {**over, "device": args.device})
     ln_cfg = ImageTextConfig.preset(args.preset, "urbanln", {**over, "device": args.device})
     for modality, n in (("rs", args.rs), ("sv", args.sv)):
@@ -85,7 +91,7 @@ def main() -> None:
         tokens = torch.randn(n, args.tokens, args.channels).abs()
         sents, short, long_ = captions(n, seed=n)
         val = np.zeros(n, dtype=bool)
-        val[:: 10] = True
+        val[::10] = True
         if modality == "rs":
             timed(f"UrbanCLIP {modality}", n, clip_cfg.epochs, clip_cfg.batch_size,
                   lambda: fit_urbanclip(tokens, sents, val, clip_cfg, seed=0), rows)
@@ -98,12 +104,8 @@ def main() -> None:
             timed(f"UrbanLN {modality} {label}", n, variant.epochs, variant.batch_size,
                   lambda v=variant: fit_urbanln(tokens, short, long_, val, v, seed=0, pretrained=base), rows)
     threads = ln_cfg.threads or torch.get_num_threads()
-    print(f"preset {args.preset}, T={args.tokens}, C={args.channels}, torch threads {threads}")
-    print("| run | images | epochs | seconds | train samples/s | s/step |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for label, n, epochs, seconds, rate, per_step in rows:
-        print(f"| {label} | {n} | {epochs} | {seconds:.1f} | {rate:.0f} | {per_step:.3f} |")
     print(f"| total | | | {sum(r[3] for r in rows):.1f} | | |")
+    print(f"preset {args.preset}, T={args.tokens}, C={args.channels}, batch {ln_cfg.batch_size}, torch threads {threads}")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from musecl.imagetext.train import fit_urbanclip, fit_urbanln, pretrain_urbanln
 
 TINY = ImageTextConfig(width=16, layers=1, heads=2, text_width=16, text_layers=1, text_heads=2, decoder_layers=1,
                        embed_dim=8, caption_queries=3, context_length=24, epochs=2, pretrain_epochs=1, batch_size=8,
-                       queue_size=16, ipsi_keep=4, ipsi_ratio=2)
+                       queue_size=16, ipsi_keep=4, ipsi_ratio=2, threads=1)
 WORDS = "building road tree park river car tall low red roof green many few house street shop water field".split()
 
 

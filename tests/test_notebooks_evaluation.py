@@ -21,10 +21,13 @@ def test_evaluation_notebook(tiny_pipeline):
     info = json.loads((out / "run_info.json").read_text())
     assert list(results.columns) == RESULT_COLUMNS
     # the pipeline's own representations are all there on tiny (nothing is silently missing)
-    expected = {"RS", "SV", "POI-text", "Add-svrv", "Concat", "POI-counts", "MuseCL", "MuseCL+text", "Oracle"}
+    expected = {"RS", "SV", "POI-text", "Add-svrv", "Concat", "POI-counts", "MuseCL", "MuseCL+text", "Oracle",
+                "UrbanCLIP", "UrbanLN+SI", "UrbanLN+SV", "UrbanLN+SV w/o IPSI", "UrbanLN+SV w/o MSD",
+                "UrbanLN+SV w/o consensus", "UrbanLN+SV w/o refinement"}
     assert expected <= set(results["method"])
     assert set(status.loc[status["available"], "method"]) == set(results["method"])
-    assert set(results["protocol"]) == {"paper", "kfold", "spatial"}
+    assert set(results["protocol"]) == {"paper", "kfold", "spatial", "urbanclip"}
+    assert set(results.loc[results["protocol"] == "urbanclip", "regressor"]) == {"mlp_urbanclip"}
     assert results[["r2", "rmse", "mae"]].notna().all().all()
     assert shared_test_sets(predictions)
     assert Folds.load(out / "folds.parquet").fingerprint() == info["folds_fingerprint"]
@@ -43,10 +46,12 @@ def test_paper_figures_notebook(tiny_pipeline):
     tiny_pipeline.run("07_paper_figures")
     out = tiny_pipeline.paths["reports"] / "07_paper_figures"
     for name in ("table1_paper_mlp", "table1_kfold_ridge", "table1_spatial_ridge", "table2_kfold_ridge",
-                 "paper_vs_ours", "significance", "rank_agreement"):
+                 "table1_urbanclip_mlp_urbanclip", "paper_vs_ours", "significance", "rank_agreement",
+                 "paired_comparisons"):
         assert (out / "tables" / f"{name}.md").stat().st_size > 0
         assert (out / "tables" / f"{name}.tex").read_text().startswith(r"\begin{table}")
     table1 = (out / "tables" / "table1_kfold_ridge.md").read_text()
+    assert "| UrbanLN+SV |" in table1 and "| UrbanCLIP |" in table1
     assert "| Impr. |" in table1 and "| p (corrected t) |" in table1 and "| *Oracle* |" in table1
     paper = (out / "tables" / "paper_vs_ours.md").read_text()
     # every row of the paper's tables has a counterpart here now (baselines and variants stages)

@@ -206,8 +206,10 @@ def comparison_table(comparisons: pd.DataFrame, protocol: str, regressor: str) -
             cells.append(Cell(f"{r['mean_diff']:+.3f} (p {p_text})", bold=bool(p < 0.05)))
         rows.append(cells)
     caption = (f"Paired comparisons ({protocol} protocol, {regressor}): mean R² difference a − b over the same folds, "
-               f"with the corrected resampled t-test's p (bold: p < 0.05). Trained encoders against their own backbone "
-               f"frozen (ImageNet features, no triplet training) and against the pixel-statistics floor.")
+               f"with the corrected resampled t-test's p (bold: p < 0.05). The pairs of "
+               f"evaluation.figures.paired_comparisons: trained encoders against their own backbone frozen (ImageNet "
+               f"features, no triplet training) and the pixel-statistics floor, the image-text models against the same "
+               f"frozen trunk and their ablations.")
     return Table(columns=["a", "b", *[indicator_label(i) for i in indicators]], rows=rows, caption=caption)
 
 

@@ -54,21 +54,32 @@ def quality_bars(quality: pd.DataFrame) -> "matplotlib.figure.Figure":
     return fig
 
 
-def training_curves(histories: Mapping[str, pd.DataFrame], metric: str = "val_contrastive") -> "matplotlib.figure.Figure":
-    """Training and validation loss per epoch of each run (columns `epoch`, `phase`, `train_loss`, `metric`)."""
+def training_curves(histories: Mapping[str, pd.DataFrame], metric: str = "val_contrastive",
+                    columns: int = 4) -> "matplotlib.figure.Figure":
+    """Training and held-out loss per epoch of each run (columns `epoch`, `phase`, `train_loss`, `metric`), one small
+    panel per run; a dotted line where a run's phase changes (UrbanLN: short -> long captions)."""
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(histories), figsize=(3.6 * len(histories), 3.0), squeeze=False)
-    for ax, (name, history) in zip(axes[0], histories.items()):
-        step = np.arange(1, len(history) + 1)
-        ax.plot(step, history["train_loss"], label="train loss")
+    n = len(histories)
+    cols = min(columns, n)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 2.6 * rows), squeeze=False)
+    for ax, (name, history) in zip(axes.flat, histories.items()):
+        step = np.arange(len(history))
+        ax.plot(step, history["train_loss"], marker=".", label="train loss")
         if metric in history:
-            ax.plot(step, history[metric], label=metric.replace("_", " "))
+            ax.plot(step, history[metric], marker=".", label=f"held-out {metric.split('_', 1)[-1]} loss")
         for boundary in np.flatnonzero(history["phase"].ne(history["phase"].shift()).to_numpy())[1:]:
-            ax.axvline(boundary + 0.5, color="grey", linestyle=":", linewidth=1)
+            ax.axvline(boundary - 0.5, color="grey", linestyle=":", linewidth=1)
+        if "selected" in history and history["selected"].any():
+            best = int(np.flatnonzero(history["selected"].to_numpy())[-1])
+            ax.axvline(best, color="black", linewidth=0.8, alpha=0.5)
         ax.set_title(name, fontsize=9)
-        ax.set_xlabel("epoch (all phases)")
-    axes[0][0].legend(fontsize=8, frameon=False)
+        ax.set_xlabel("epoch (0 = start of the phase)", fontsize=8)
+        ax.tick_params(labelsize=8)
+    for ax in list(axes.flat)[n:]:
+        ax.set_visible(False)
+    axes[0][0].legend(fontsize=7, frameon=False)
     fig.tight_layout()
     return fig
 
@@ -106,24 +117,25 @@ def positional_embeddings(before: np.ndarray, after: np.ndarray, keep: int = 20)
 
 
 def retrieval_bars(recall: pd.DataFrame, ks: Sequence[int] = (1, 5, 10)) -> "matplotlib.figure.Figure":
-    """Held-out image->text and text->image recall@k per run (`recall`: run, direction, k, recall, chance)."""
+    """Held-out image->text and text->image recall@k per run (`recall`: run, direction, k, recall, chance); a black
+    tick on each bar marks its chance level (k / the run's held-out images)."""
     import matplotlib.pyplot as plt
 
     runs = list(dict.fromkeys(recall["run"]))
-    fig, axes = plt.subplots(1, 2, figsize=(10, 0.35 * len(runs) * len(ks) + 1.4), sharey=True)
+    width = 0.8 / len(ks)
+    fig, axes = plt.subplots(1, 2, figsize=(9.5, 0.22 * len(runs) * len(ks) + 1.3), sharey=True)
     for ax, direction in zip(axes, ("image_to_text", "text_to_image")):
-        part = recall[recall["direction"] == direction]
-        width = 0.8 / len(ks)
+        part = recall[recall["direction"] == direction].set_index(["run", "k"])
         for j, k in enumerate(ks):
-            values = [float(part[(part["run"] == r) & (part["k"] == k)]["recall"].mean()) for r in runs]
-            ax.barh(np.arange(len(runs)) + j * width, values, height=width, label=f"R@{k}")
-        chance = part.groupby("k")["chance"].first()
-        for k in ks:
-            if k in chance:
-                ax.axvline(float(chance[k]), color="grey", linestyle=":", linewidth=1)
+            y = np.arange(len(runs)) + j * width
+            values = [float(part.at[(r, k), "recall"]) for r in runs]
+            chance = [float(part.at[(r, k), "chance"]) for r in runs]
+            ax.barh(y, values, height=width, label=f"R@{k}")
+            ax.scatter(chance, y, marker="|", color="black", s=60, zorder=3,
+                       label="chance" if j == len(ks) - 1 else None)
         ax.set_title(direction.replace("_", " "))
         ax.set_xlim(0, 1)
-    axes[0].set_yticks(np.arange(len(runs)) + 0.4 - 0.4 / len(ks), runs)
+    axes[0].set_yticks(np.arange(len(runs)) + 0.4 - width / 2, runs)
     axes[0].invert_yaxis()
     axes[1].legend(fontsize=8, frameon=False)
     fig.tight_layout()

@@ -38,7 +38,7 @@ from musecl.imagetext.loop import (
     mark_selected,
     run_phase,
 )
-from musecl.imagetext.models import build_model, info_of, model_state, stretch_model
+from musecl.imagetext.models import build_model, info_of, stretch_model
 from musecl.imagetext.tokens import Vocabulary
 
 HISTORY_COLUMNS = ["phase", "epoch", "selected", "train_loss", "train_contrastive", "train_caption", "train_distill",
@@ -161,7 +161,7 @@ def _fit(model: torch.nn.Module, tokens: torch.Tensor, phases: list[Phase], val_
     dev = resolve_device(device or info.config.device)
     fingerprint = {"kind": info.kind, "config": info.config.fingerprint(), "seed": int(seed),
                    "tokens": digest(tokens), "val": digest(val_mask), "phases": [p.name for p in phases],
-                   "ids": [digest(p.ids) for p in phases], "init": digest(*model_state(model)["state"].values())}
+                   "ids": [digest(p.ids) for p in phases], "init": digest(*model.state_dict().values())}
     data = Data(tokens.float().to(dev), np.flatnonzero(~val_mask), np.flatnonzero(val_mask), dev, int(seed),
                 progress, Path(checkpoint_dir) if checkpoint_dir is not None else None, fingerprint)
     model.to(dev)

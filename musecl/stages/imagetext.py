@@ -125,6 +125,16 @@ def run_summary(method: ImageTextEmbedder) -> dict[str, Any]:
     return out
 
 
+def histories(results: Mapping[str, RunResult]) -> dict[str, pd.DataFrame]:
+    """Each run's training history, and the shared short-caption phase of UrbanLN where a run trained it."""
+    out = {}
+    for name, result in results.items():
+        if result.method.pretrain_history is not None:
+            out[f"{name}: short captions (shared)"] = result.method.pretrain_history
+        out[name] = result.method.history
+    return out
+
+
 def summary_table(results: Mapping[str, RunResult]) -> pd.DataFrame:
     rows = [{**r.summary, "seconds": round(r.seconds, 1)} for r in results.values()]
     return pd.DataFrame(rows)
@@ -205,7 +215,7 @@ def write_report(params: Mapping[str, Any], results: Mapping[str, RunResult], bu
     from musecl.storage import write_json
 
     out = Path(params["paths"]["reports"]) / "04c_image_text"
-    fig = training_curves({name: r.method.history for name, r in results.items()})
+    fig = training_curves(histories(results))
     save_figure(fig, out / "training_curves.png")
     plt.close(fig)
     fig = retrieval_bars(retrieval_frame(results, params, bundle), RETRIEVAL_KS)
