@@ -71,6 +71,23 @@ def caption_sentences(caption: str) -> list[str]:
     return [p if p.endswith(".") else p + "." for p in parts if p.strip(" .")]
 
 
+def fitted_queue(config, n_train: int, name: str):
+    """`config` with UrbanLN's feature queue lowered, with a warning, when the city has too few training images for it
+    (the queue must be a multiple of the batch and below the number of training images; 0 = batch-only targets)."""
+    import warnings
+    from dataclasses import replace
+
+    from musecl.imagetext.loop import batch_size_for
+
+    if not config.distill or config.queue_size < n_train:
+        return config
+    batch = batch_size_for(config.batch_size, n_train)
+    size = ((n_train - 1) // batch) * batch
+    warnings.warn(f"{name}: queue_size {config.queue_size} lowered to {size}: the queue must stay below the "
+                  f"{n_train} training images (a multiple of the batch, {batch})", stacklevel=2)
+    return replace(config, queue_size=size)
+
+
 @register_method("image_text")
 class ImageTextEmbedder(RegionEmbedder):
     """UrbanCLIP or UrbanLN on one modality's images (see the module). Construct with the run, the model settings
@@ -134,6 +151,7 @@ class ImageTextEmbedder(RegionEmbedder):
             self.model, self.history = fit_urbanclip(x, sentences, val_mask, self.config, seed,
                                                      progress=city.progress, checkpoint_dir=folder)
         else:
+            self.config = fitted_queue(self.config, int((~val_mask).sum()), self.name)
             if self.pretrained is None:
                 self.pretrained = self.pretrain(city, x, table, val_mask)
             pretrained = self.pretrained

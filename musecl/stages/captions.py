@@ -17,7 +17,7 @@ import pandas as pd
 
 from musecl.contract import MODALITIES
 
-SOURCES = ("bundle", "file", "open_data")
+SOURCES = ("auto", "bundle", "file", "open_data")
 CAPTIONS_KEYS = ("source", "file", "consensus", "examples", "urbanclip_captioner")
 CLIP_CONTEXT = 77  # CLIP's text context, start and end tokens included
 
@@ -28,7 +28,7 @@ def captions_settings(params: Mapping[str, Any]) -> dict[str, Any]:
     unknown = sorted(set(cfg) - set(CAPTIONS_KEYS))
     if unknown:
         raise ValueError(f"params.yaml captions: unknown setting(s) {unknown}; known: {sorted(CAPTIONS_KEYS)}")
-    source = cfg.get("source", "bundle")
+    source = cfg.get("source", "auto")
     if source not in SOURCES:
         raise ValueError(f"params.yaml captions.source: expected one of {SOURCES}, got {source!r}")
     if source == "file" and not cfg.get("file"):
@@ -43,7 +43,7 @@ def work_dir(params: Mapping[str, Any]) -> Path:
 def load_candidates(params: Mapping[str, Any], bundle) -> pd.DataFrame:
     """Every caption candidate: image_id, modality, captioner, caption (and the synthetic truth rates when known)."""
     cfg = captions_settings(params)
-    source = cfg.get("source", "bundle")
+    source = caption_source(params, bundle)
     if source == "bundle":
         if not bundle.has("captions"):
             raise FileNotFoundError(
@@ -63,6 +63,15 @@ def load_candidates(params: Mapping[str, Any], bundle) -> pd.DataFrame:
     for column in ("image_id", "modality", "captioner", "caption"):
         table[column] = table[column].astype(str)
     return table.sort_values(["modality", "image_id", "captioner"], kind="stable").reset_index(drop=True)
+
+
+def caption_source(params: Mapping[str, Any], bundle) -> str:
+    """Where the captions come from: `captions.source`, with `auto` = the bundle's captions table when it has one,
+    else the open-data region description."""
+    source = captions_settings(params).get("source", "auto")
+    if source == "auto":
+        return "bundle" if bundle.has("captions") else "open_data"
+    return source
 
 
 def _image_table(bundle, modality: str) -> pd.DataFrame:
@@ -204,7 +213,8 @@ def write_report(params: Mapping[str, Any], candidates: pd.DataFrame, summary: p
         "captions": int(len(candidates)), "images": int(candidates[["modality", "image_id"]].drop_duplicates().shape[0]),
         "captioners": sorted(candidates["captioner"].unique().tolist()),
         "share_over_77_tokens": float((token_lengths(candidates["caption"]) > CLIP_CONTEXT).mean()),
-        "mean_consensus_score": float(selected["consensus"]["consensus_score"].mean()),
+        "mean_consensus_score": (None if selected["consensus"]["consensus_score"].isna().all()
+                                 else float(selected["consensus"]["consensus_score"].mean())),
     }
     if quality is not None:
         fig = quality_bars(quality)
@@ -249,5 +259,7 @@ def checks(candidates: pd.DataFrame, selected: Mapping[str, pd.DataFrame]) -> pd
                                                       and not frame.duplicated(["modality", "image_id"]).any())
         out[f"{name}: chosen from the candidates"] = bool(
             frame.merge(candidates, on=["modality", "image_id", "captioner", "caption"]).shape[0] == len(frame))
-    out["consensus scores in [0, 1]"] = bool(selected["consensus"]["consensus_score"].between(0, 1).all())
+    scores = selected["consensus"]["consensus_score"]
+    single = selected["consensus"]["n_candidates"] == 1 if "n_candidates" in selected["consensus"] else False
+    out["consensus scores in [0, 1] (NaN: one candidate)"] = bool((scores.between(0, 1) | (scores.isna() & single)).all())
     return pd.Series(out)

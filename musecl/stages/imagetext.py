@@ -69,16 +69,28 @@ def run_table(params: Mapping[str, Any]) -> pd.DataFrame:
         config = run_config(params, run)
         ln = run.model == "urbanln"
         rows.append({"run": run.name, "model": run.model, "modality": run.modality,
-                     "captions": run.captions if ln else f"{params['captions']['urbanclip_captioner']} (sentences)",
+                     "captions": run.captions if ln else "one captioner's sentences",
                      "refined": run.refine if ln else "-", "stretch": config.stretch if ln else "-",
                      "distill": config.distill if ln else "-", "description": run.description})
     return pd.DataFrame(rows)
 
 
+def urbanclip_captioner(params: Mapping[str, Any], candidates: pd.DataFrame) -> str:
+    """UrbanCLIP's single captioner: `captions.urbanclip_captioner`, or the only captioner a city has (e.g. a real
+    city's open-data descriptions or its own caption file)."""
+    name = str(params["captions"]["urbanclip_captioner"])
+    names = sorted(candidates["captioner"].unique())
+    if name not in names and len(names) == 1:
+        return names[0]
+    if name not in names:
+        raise ValueError(f"captions.urbanclip_captioner {name!r} is not among this city's captioners {names}")
+    return name
+
+
 def captions_for(params: Mapping[str, Any], run: ImageTextRun, candidates: pd.DataFrame) -> pd.DataFrame:
     """The captions the run trains on (image_id, caption) for its modality."""
     if run.model == "urbanclip":
-        name = str(params["captions"]["urbanclip_captioner"])
+        name = urbanclip_captioner(params, candidates)
         table = candidates[(candidates["captioner"] == name) & (candidates["modality"] == run.modality)]
         if table.empty:
             raise ValueError(f"captions.urbanclip_captioner {name!r} has no {run.modality} caption; captioners: "
