@@ -152,22 +152,16 @@ def summary_table(results: Mapping[str, RunResult]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def retrieval_frame(results: Mapping[str, RunResult], params: Mapping[str, Any], bundle) -> pd.DataFrame:
+def retrieval_frame(results: Mapping[str, RunResult]) -> pd.DataFrame:
     """Held-out recall@k per run and direction, with the chance level k / (held-out images)."""
     rows = []
     for name, result in results.items():
-        n_val = int(result.method.history.attrs.get("n_val", 0)) or _held_out_images(result.method, params, bundle)
+        n_val = int(result.method.history.attrs["n_val"])  # held-out images of the fit
         for direction, tag in (("image_to_text", "i2t"), ("text_to_image", "t2i")):
             for k in RETRIEVAL_KS:
                 rows.append({"run": name, "direction": direction, "k": k, "recall": result.summary[f"{tag}_R@{k}"],
                              "chance": min(1.0, k / max(1, n_val))})
     return pd.DataFrame(rows)
-
-
-def _held_out_images(method: ImageTextEmbedder, params: Mapping[str, Any], bundle) -> int:
-    city = City(dict(params), bundle)
-    _, _, val_mask = method.training_rows(city)
-    return int(val_mask.sum())
 
 
 def refinement_quality(params: Mapping[str, Any], bundle, results: Mapping[str, RunResult]) -> pd.DataFrame | None:
@@ -218,7 +212,7 @@ def _positional(model) -> np.ndarray | None:
     return None if pe is None else pe.detach().float().cpu().numpy()
 
 
-def write_report(params: Mapping[str, Any], results: Mapping[str, RunResult], bundle) -> dict[str, Any]:
+def write_report(params: Mapping[str, Any], results: Mapping[str, RunResult]) -> dict[str, Any]:
     """Figures, tables and `<paths.reports>/imagetext.json` (the selected epochs' held-out numbers)."""
     import matplotlib.pyplot as plt
 
@@ -230,7 +224,7 @@ def write_report(params: Mapping[str, Any], results: Mapping[str, RunResult], bu
     fig = training_curves(histories(results))
     save_figure(fig, out / "training_curves.png")
     plt.close(fig)
-    fig = retrieval_bars(retrieval_frame(results, params, bundle), RETRIEVAL_KS)
+    fig = retrieval_bars(retrieval_frame(results), RETRIEVAL_KS)
     save_figure(fig, out / "retrieval.png")
     plt.close(fig)
     summary = summary_table(results).drop(columns=["seconds"])
