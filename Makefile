@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed-$(shell cat $(LOCK) pyproject.toml 2>/dev/null | sha
 export PYTHONHASHSEED := 0
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: env repro test lab clean-env
+.PHONY: env browser repro test lab clean-env
 
 env: $(STAMP)
 
@@ -24,17 +24,36 @@ $(STAMP): $(LOCK) pyproject.toml
 	$(BIN)/python -m pip install --quiet -r $(LOCK)
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (musecl)" >/dev/null
+	$(BIN)/python -m musecl.stages.plots_page >/dev/null  # the offline `dvc plots show` template (Vega from a wheel)
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
 repro: env
 	$(BIN)/dvc repro
 
-test: env
+# The explorer's browser test (tests/test_explorer.py) drives Debian's chromium and chromium-driver: installed here
+# when absent (as root with apt-get), else a clear error.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing chromium and chromium-driver (the explorer's browser test)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	  else \
+	    echo "error: tests/test_explorer.py needs chromium and chromedriver; install them, e.g. 'sudo apt-get install chromium chromium-driver'"; \
+	    exit 1; \
+	  fi; }
+
+test: env browser
 	$(BIN)/python -m pytest
 
 lab: env
 	$(BIN)/jupyter lab notebooks/
+
+# The open-data build tutorial (notebooks/01b_build_city.ipynb; not a pipeline stage, about 20 s, no network: its small
+# example inputs are written locally): the executed copy in reports/notebooks/, its figures in reports/01b_build_city/.
+.PHONY: tutorial
+tutorial: env
+	$(BIN)/python -m musecl.notebooks 01b_build_city
 
 clean-env:
 	rm -rf $(VENV)

@@ -64,3 +64,18 @@ def section(params: Mapping[str, Any], name: str) -> dict[str, Any]:
     if name not in params or not isinstance(params[name], Mapping):
         raise KeyError(f"params.yaml has no section '{name}' (sections present: {sorted(params)})")
     return dict(params[name])
+
+
+def training_seed(params: Mapping[str, Any]) -> int:
+    """The seed of every trained representation (encoders, Word2Vec, fusion, image-text models): `encoders.seed`, else
+    the global `seed`. Setting it retrains the representations while the city, its pairs and its folds stay fixed;
+    the `seeds` stage trains them again with `training_seed + k` (k = 1 .. `training_seeds.extra`)."""
+    seed = (params.get("encoders") or {}).get("seed")
+    return int(params["seed"] if seed is None else seed)
+
+
+def embeddings_dir(params: Mapping[str, Any]) -> Path:
+    """Where embedding tables are written and read: `paths.embeddings` when given (the `seeds` stage points it at
+    `<work>/seeds/s<k>/embeddings`), else `<paths.work>/embeddings`."""
+    paths = params["paths"]
+    return Path(paths["embeddings"]) if paths.get("embeddings") else Path(paths["work"]) / "embeddings"

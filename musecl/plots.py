@@ -1,8 +1,10 @@
-"""Figures shared by the notebooks: region maps, image samples, correlation heatmaps. Saving goes through `save_figure`."""
+"""Figures shared by the notebooks: region maps, image samples, correlation heatmaps, and the one colour of each method
+(`method_colors`). Saving goes through `save_figure`."""
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -16,6 +18,44 @@ if TYPE_CHECKING:
     from musecl.data import CityBundle
 
 LAND_USE_LATENTS = ("commercial", "residential", "green", "water")
+
+# One fixed colour per representation, the same in every figure (R² panels, ablation panels, any later figure that
+# colours methods): ours red, its variants in reds and browns, the references (ceiling and floors) grey, the image
+# baselines blue/green, the image-text models and their ablations purple. Names are evaluation.representations' keys.
+METHOD_COLORS: dict[str, str] = {
+    "MuseCL": "#d62728",
+    "MuseCL+text": "#ff9896", "MuseCL-InfoNCE": "#e377c2", "MuseCL w/o POI pairs": "#f7b6d2",
+    "MuseCL w/o mobility pairs": "#c49c94", "MuseCL global attention": "#8c564b", "MuseCL L2 inputs": "#ad494a",
+    "Concat-svrv": "#e7969c",
+    "SV ImageNet (Lite0)": "#1f77b4", "RS ImageNet (Lite0)": "#aec7e8", "Tile2Vec": "#2ca02c", "Urban2Vec": "#98df8a",
+    "PG-SimCLR": "#9467bd", "Fusion-svrv": "#ff7f0e", "RS": "#17becf", "SV": "#9edae5", "POI-text": "#bcbd22",
+    "Add-svrv": "#ffbb78", "Concat": "#c5b0d5", "POI-counts": "#dbdb8d",
+    "UrbanCLIP": "#393b79", "UrbanLN+SI": "#6b6ecf", "UrbanLN+SV": "#5254a3",
+    "UrbanLN+SV w/o IPSI": "#756bb1", "UrbanLN+SV w/o MSD": "#9e9ac8", "UrbanLN+SV w/o consensus": "#bcbddc",
+    "UrbanLN+SV w/o refinement": "#dadaeb",
+    "Oracle": "#252525", "Pixel stats RS": "#737373", "Pixel stats SV": "#bdbdbd",
+}
+OURS_COLOR = "#d62728"
+REFERENCE_GREYS = ("#525252", "#969696", "#d9d9d9", "#3a3a3a", "#aaaaaa")
+OTHER_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf", "#aec7e8",
+                "#ffbb78", "#98df8a", "#c5b0d5", "#c49c94", "#f7b6d2", "#dbdb8d", "#9edae5")
+
+
+def method_color(method: str, role: str | None = None) -> str:
+    """The colour of one method: :data:`METHOD_COLORS`, else by role (ours red, a reference grey, any other from a
+    fixed palette), chosen from the name alone (CRC32) so that it never depends on which other methods are drawn."""
+    if method in METHOD_COLORS:
+        return METHOD_COLORS[method]
+    if role == "ours":
+        return OURS_COLOR
+    palette = REFERENCE_GREYS if role == "reference" else OTHER_COLORS
+    return palette[zlib.crc32(method.encode()) % len(palette)]
+
+
+def method_colors(methods: Sequence[str], roles: Mapping[str, str] | None = None) -> dict[str, str]:
+    """`{method: colour}` for the methods of a figure (see :func:`method_color`)."""
+    roles = roles or {}
+    return {m: method_color(m, roles.get(m)) for m in methods}
 
 
 def save_figure(fig: "matplotlib.figure.Figure", path: str | Path, dpi: int = 110) -> Path:

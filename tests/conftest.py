@@ -22,6 +22,7 @@ NOTEBOOK_ORDER = [
     "04c_image_text",  # needs the encoders' image caches (03) and the selected captions (04b)
     "05_fusion",  # needs the encoders' rs/sv embeddings (03) and the text embeddings (04): keep 02-03 before it
     "05b_fusion_variants",  # needs 03b's random-positive encoders and 04-05's inputs
+    "05c_training_seeds",  # retrains 03-05b's trained representations with other seeds (their inputs: 02-04b)
     "06_evaluation",  # every embedding table above (and any baseline stage): keep it after all of them
     "06b_sensitivity",  # the encoders' caches and triplets (02-03), the text vectors (04); folds as 06 makes them
     "07_paper_figures",  # only 06's stored results: always last
@@ -43,7 +44,9 @@ class TinyPipeline:
         return {key: Path(value) for key, value in self.overrides["paths"].items()}
 
     def run(self, name: str) -> Path:
-        from musecl.notebooks import run_notebook
+        import nbformat
+
+        from musecl.notebooks import hygiene_problems, run_notebook
 
         for earlier in NOTEBOOK_ORDER[: NOTEBOOK_ORDER.index(name) + 1]:
             if earlier not in self.executed:
@@ -51,6 +54,9 @@ class TinyPipeline:
                 self.executed[earlier] = run_notebook(
                     earlier, ROOT / "params.yaml", self.overrides, output=out, progress=False
                 )
+                # every executed notebook reads cleanly (the tiny data's own folder is the one path allowed)
+                problems = hygiene_problems(nbformat.read(out, as_version=4), allowed_paths=[self.workdir])
+                assert not problems, f"{earlier}:\n  " + "\n  ".join(problems)
         return self.executed[name]
 
 

@@ -190,3 +190,28 @@ def test_region_embeddings_reuse_the_trunk_and_match_the_full_forward_pass(tmp_p
     trunk._MEMO.clear()
     full = embed_images(model, cache, batch_size=3, device="cpu", precision="fp32")
     assert np.allclose(reused, full, atol=1e-5)
+
+
+def test_trunk_kept_on_disk_is_loaded_by_the_next_process_and_trains_alike(tmp_path):
+    """A trunk written to `trunk_dir` is loaded (not recomputed) after the process memo is gone, and the run trained on
+    it ends with the same weights as the run that computed it."""
+    from musecl.encoders import trunk
+
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 255, size=(12, 32, 32, 3), dtype=np.uint8)
+    cache = cache_from_arrays(images, [f"i{i}" for i in range(12)], [f"r{i // 3}" for i in range(12)], tmp_path / "c")
+    trip = np.stack([rng.permutation(12)[:3] for _ in range(16)])
+    spec = ModelSpec("resnet18", embedding_dim=4, frozen_stages=3)
+    config = TrainConfig(model=spec, epochs=1, batch_size=4, augment="rot90", seed=5, progress=False,
+                         bn_recalibration=0, trunk_dir=str(tmp_path / "trunks"))
+    trunk._MEMO.clear()
+    first = train_encoder(cache, trip, trip[:4], config, tmp_path / "a")
+    saved = list((tmp_path / "trunks").glob("*.pt"))
+    assert len(saved) == 1 and not list((tmp_path / "trunks").glob("*.tmp*"))
+    trunk._MEMO.clear()
+    mtime = saved[0].stat().st_mtime_ns
+    second = train_encoder(cache, trip, trip[:4], config, tmp_path / "b")
+    assert saved[0].stat().st_mtime_ns == mtime  # loaded, not rewritten
+    for name, tensor in first.model.state_dict().items():
+        assert torch.equal(tensor, second.model.state_dict()[name]), name
+    assert config.fingerprint() == replace(config, trunk_dir=None).fingerprint()  # a runtime-only setting

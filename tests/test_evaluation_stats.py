@@ -129,3 +129,41 @@ def test_paired_comparisons_table_and_summary():
     broken = results[~((results["method"] == "frozen") & (results["fold"] == 3))]
     with pytest.raises(ValueError, match="different folds"):
         paired_comparisons(broken, [["trained", "frozen"]], "kfold", "ridge")
+
+
+def test_pairs_over_seeds_and_folds_with_one_seed_repeated():
+    """A trained method with 3 seeds pairs seed by seed with another 3-seed method, and each of its seeds with the
+    single score of an untrained one on the same fold."""
+    from musecl.evaluation.stats import align_pairs, paired_comparisons
+
+    rng = np.random.default_rng(0)
+    folds = [{"repeat": 0, "fold": f} for f in range(5)]
+    rows = []
+    for seed in range(3):
+        for f in folds:
+            rows.append({"method": "trained", "seed": seed, **f, "r2": 0.5 + 0.01 * seed + rng.normal(0, 0.01)})
+            rows.append({"method": "trained2", "seed": seed, **f, "r2": 0.4 + rng.normal(0, 0.01)})
+    for f in folds:
+        rows.append({"method": "frozen", "seed": 0, **f, "r2": 0.3 + 0.01 * f["fold"]})
+    res = pd.DataFrame(rows).assign(indicator="pd", protocol="kfold", regressor="ridge", n_train=80, n_test=20)
+    a, b = align_pairs(res[res["method"] == "trained"], res[res["method"] == "frozen"], "test")
+    assert len(a) == len(b) == 15
+    assert (b.xs(2, level="seed")["r2"].to_numpy() == b.xs(0, level="seed")["r2"].to_numpy()).all()
+    a, b = align_pairs(res[res["method"] == "trained"], res[res["method"] == "trained2"], "test")
+    assert len(a) == 15 and (a.index == b.index).all()
+    table = paired_comparisons(res, [("trained", "frozen"), ("trained", "trained2")], "kfold", "ridge")
+    assert list(table["n_pairs"]) == [15, 15]
+    assert table["mean_diff"].iloc[0] == pytest.approx(a["r2"].mean() - res[res["method"] == "frozen"]["r2"].mean())
+    two = res[(res["method"] == "trained2") & (res["seed"] < 2)]
+    with pytest.raises(ValueError, match="different training seeds"):
+        align_pairs(res[res["method"] == "trained"], two, "test")
+    with pytest.raises(ValueError, match="different folds"):
+        align_pairs(res[res["method"] == "trained"], res[(res["method"] == "trained2") & (res["fold"] < 4)], "test")
+
+
+def test_summaries_run_over_seeds_and_folds():
+    res = pd.DataFrame({"method": "m", "indicator": "pd", "protocol": "kfold", "regressor": "ridge",
+                        "seed": np.repeat([0, 1, 2], 4), "repeat": 0, "fold": np.tile(range(4), 3),
+                        "r2": np.arange(12, dtype=float), "rmse": 1.0, "mae": 1.0, "mape": 1.0})
+    s = summarise(res)
+    assert int(s["n"].iloc[0]) == 12 and s["r2_mean"].iloc[0] == pytest.approx(5.5)

@@ -271,3 +271,30 @@ def test_similarity_figure_titles():
     fig = pairs.plot_source_similarities({"mobility": sim, "poi": sim}, pair_sims)
     assert [ax.get_title() for ax in fig.axes] == ["λ^PM (mobility)", "λ^POI (POI mix)"]
     assert len(fig.axes[0].patches) == 40 and len(fig.axes[1].patches) == 80  # positives drawn on the POI panel only
+
+
+def test_several_tiles_per_region_flow_through_cache_triplets_and_region_means(tiny_bundle, tmp_path):
+    """The tiny city has 3 tiles per region: the image table and cache keep them all, triplets draw any of a region's
+    tiles (image-level, each from its own region), and region vectors are means over the 3."""
+    from musecl.encoders.image_cache import build_image_cache, image_table
+    from musecl.encoders.pixel_stats import image_features, region_pixel_stats
+
+    images = image_table(tiny_bundle, "rs")
+    regions = tiny_bundle.regions()["region_id"].astype(str).to_numpy(dtype=object)
+    assert (images.groupby("region_id").size().reindex(regions) == 3).all()
+    cfg = {"mobility": {"source": "auto"}, "poi_level": 1, "similarity": {"mobility": "log_l2", "poi": "cosine"},
+           "val_fraction": 0.2, "modalities": {"rs": {"indicator": "poi", "n_train": 600, "n_val": 60}}}
+    tables = pairs.region_indicator_tables(tiny_bundle, cfg)
+    ts = pairs.modality_triplets(tiny_bundle, tables, cfg, seed=5)["rs"]
+    check_invariants(ts.train, images)
+    for role in ("anchor", "positive", "negative"):
+        tile = ts.train[f"{role}_image"].str.rsplit("_", n=1).str[1]
+        assert set(tile) == {"0", "1", "2"}
+    cache = build_image_cache(images, tiny_bundle.root, tmp_path / "rs", 32, modality="rs", workers=1, progress=False)
+    assert len(cache) == len(images)
+    table, counts = region_pixel_stats(cache, regions)
+    assert (counts == 3).all()
+    features = image_features(np.asarray(cache.images))
+    first = regions[0]
+    mask = cache.index["region_id"].to_numpy() == first
+    np.testing.assert_allclose(table.loc[first].to_numpy(), features[mask].mean(axis=0), rtol=1e-5)

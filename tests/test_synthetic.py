@@ -14,7 +14,7 @@ from musecl.data import assign_points_to_regions, schema
 from musecl.synthetic import LATENT_NAMES, generate_city, preset
 from musecl.synthetic import generate as generate_module
 from musecl.synthetic.indicators import INDICATOR_NAMES, taxi_entries
-from musecl.synthetic.pois import CATEGORIES
+from musecl.synthetic.pois import CATEGORIES, GROUP_WORDS
 
 
 def _hashes(root: Path) -> dict[str, str]:
@@ -89,9 +89,13 @@ def test_bundle_passes_validation_and_has_tiny_sizes(tiny_bundle):
     assert 20 <= n_regions <= 45
     assert 800 <= len(tiny_bundle.pois()) <= 3000
     assert meta["counts"]["regions"] == n_regions
-    assert len(tiny_bundle.remote_sensing()) == n_regions
+    assert len(tiny_bundle.remote_sensing()) == preset("tiny").rs_per_region * n_regions
+    assert meta["counts"]["remote_sensing_images"] == len(tiny_bundle.remote_sensing())
     assert tiny_bundle.pois()["category"].nunique() >= 15
-    assert len({c.name for c in CATEGORIES}) >= 15
+    assert len({c.name for c in CATEGORIES}) >= 40
+    # Baidu's ~20 first-level categories (the paper's K), each with its words
+    level1 = {c.name.split(";")[0] for c in CATEGORIES}
+    assert len(level1) == 20 and level1 == set(GROUP_WORDS)
 
 
 def test_points_fall_in_regions_and_inside_the_boundary(tiny_bundle):
@@ -131,6 +135,46 @@ def test_images_have_the_preset_sizes(tiny_bundle):
     # the tile covers the whole hexagon
     extent = tiny_bundle.meta["images"]["remote_sensing"]["extent_m"]
     assert 900 <= extent <= 1300
+
+
+def test_several_tiles_per_region_tile_major(tiny_bundle):
+    """rs_per_region tiles per region: tile 0 on the cell centre (rows 0..n-1, the one-tile city's images), the others
+    at points of the hexagon, ids rs_<region>_<k>, every image distinct."""
+    regions = tiny_bundle.regions()
+    rs = tiny_bundle.remote_sensing()
+    k, n = preset("tiny").rs_per_region, len(regions)
+    assert k >= 2 and len(rs) == k * n
+    assert (rs.groupby(schema.REGION_ID).size() == k).all()
+    ids = regions[schema.REGION_ID].to_numpy()
+    assert list(rs[schema.REGION_ID]) == list(np.tile(ids, k))
+    assert list(rs["image_id"].iloc[:n]) == [f"rs_{r}_0" for r in ids]
+    assert rs["image_id"].is_unique and rs["path"].is_unique
+    first = rs.iloc[:n]
+    np.testing.assert_allclose(first["lon"].to_numpy(), regions["lon"].to_numpy())
+    np.testing.assert_allclose(first["lat"].to_numpy(), regions["lat"].to_numpy())
+    others = rs.iloc[n:]
+    region = assign_points_to_regions(others["lon"].to_numpy(), others["lat"].to_numpy(), ids,
+                                      tiny_bundle.h3_resolution)
+    assert (region == others[schema.REGION_ID].to_numpy()).all()
+    assert (np.hypot(others["lon"].to_numpy() - np.tile(regions["lon"].to_numpy(), k - 1),
+                     others["lat"].to_numpy() - np.tile(regions["lat"].to_numpy(), k - 1)) > 0).all()
+    digests = {hashlib.sha256(tiny_bundle.image(p).tobytes()).hexdigest() for p in rs["path"]}
+    assert len(digests) == len(rs)
+
+
+def test_one_tile_per_region_is_tile_zero(tmp_path):
+    """rs_per_region only adds tiles: the tables of a one-tile city are the first rows of the three-tile city's."""
+    from musecl.synthetic.generate import build_city_tables
+
+    one = build_city_tables(preset("tiny", rs_per_region=1), seed=3)
+    three = build_city_tables(preset("tiny", rs_per_region=3), seed=3)
+    n = len(one.regions)
+    assert len(one.remote_sensing) == n and len(three.remote_sensing) == 3 * n
+    assert list(one.remote_sensing["image_id"]) == list(three.remote_sensing["image_id"].iloc[:n])
+    pd.testing.assert_frame_equal(one.street_view, three.street_view)
+    pd.testing.assert_frame_equal(one.pois, three.pois)
+    with pytest.raises(ValueError, match="rs_per_region must be an integer >= 1"):
+        preset("tiny", rs_per_region=0)
 
 
 def test_latents_in_unit_interval_and_aligned(tiny_bundle):

@@ -42,7 +42,8 @@ class LossSpec:
 
 
 # Fields that change how fast training runs but not what it computes; they stay out of the resume fingerprint.
-_RUNTIME_FIELDS = ("num_workers", "progress", "data_on_device", "eval_batch_size", "log_dir", "max_epochs_this_run")
+_RUNTIME_FIELDS = ("num_workers", "progress", "data_on_device", "eval_batch_size", "log_dir", "max_epochs_this_run",
+                   "trunk_dir")
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ class TrainConfig:
 
     model: ModelSpec = field(default_factory=ModelSpec)
     loss: LossSpec = field(default_factory=LossSpec)
-    augment: Literal["none", "rot90", "hflip", "rot90+hflip"] = "none"
+    augment: Literal["none", "rot90", "hflip", "rot90+hflip", "crop", "crop+rot90"] = "none"
     epochs: int = 20
     batch_size: int = 32  # samples (triplets or pairs) per step and process; the network sees 3x (2x) images
     samples_per_epoch: int | None = None  # None: every training sample once per epoch; else a fresh random subset
@@ -76,6 +77,8 @@ class TrainConfig:
     bn_recalibration: int = 512  # training images used to re-estimate BatchNorm statistics before each evaluation (0: off)
     trunk_cache: bool = True  # with model.frozen_stages > 0: compute the frozen trunk once per image and augmentation
     # variant and train the top on it (musecl.encoders.trunk); False: run the frozen stages on the pixels every step
+    trunk_dir: str | None = None  # a folder where computed trunks are kept for other processes (stages) to load:
+    # keyed by the frozen weights, the cache's content, input handling, precision and device (same values either way)
     progress: bool = True
     log_dir: str | None = None  # DVCLive folder (per-epoch loss and accuracy); None: no DVCLive
     max_epochs_this_run: int | None = None  # stop after this many epochs in this call; the next call resumes
@@ -83,8 +86,9 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError(f"epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}")
-        if self.augment not in ("none", "rot90", "hflip", "rot90+hflip"):
-            raise ValueError(f"augment must be none, rot90, hflip or rot90+hflip, got {self.augment!r}")
+        if self.augment not in ("none", "rot90", "hflip", "rot90+hflip", "crop", "crop+rot90"):
+            raise ValueError(f"augment must be none, rot90, hflip, rot90+hflip, crop or crop+rot90 (musecl.encoders."
+                             f"augment), got {self.augment!r}")
         if self.select_by not in ("val_accuracy", "val_loss"):
             raise ValueError(f"select_by must be val_accuracy or val_loss, got {self.select_by!r}")
         if self.precision not in ("auto", "fp32", "bf16"):

@@ -192,7 +192,7 @@ def build_image_cache(
     bar = None
     if progress:
         try:
-            from tqdm.auto import tqdm
+            from tqdm import tqdm
 
             bar = tqdm(total=len(paths), desc=f"caching {modality or 'images'}", unit="img", mininterval=10.0)
         except ImportError:

@@ -144,7 +144,7 @@ def _train(run: _Run) -> TrainResult:
     if config.model.frozen_stages and config.trunk_cache:
         # every cached image (not only this run's triplets): runs on other triplets of the same cache share it
         source = trunk_features(state.model, source, config.augment, config.eval_batch_size, run.device,
-                                config.precision, config.progress and dctx.main)
+                                config.precision, config.progress and dctx.main, disk_dir=config.trunk_dir)
     live = open_live(config.log_dir, state.history) if dctx.main else None
     train_images = np.unique(run.train_rows)
 

@@ -69,7 +69,10 @@ class ModelSpec:
 
     @property
     def staged(self) -> bool:
-        """True when the forward pass runs stage by stage (EfficientNet always; others when resized or frozen)."""
+        """True when the forward pass runs stage by stage (EfficientNet always; ResNet-18 when resized or frozen;
+        Inception-v3 never: a resized input goes through its own forward)."""
+        if self.backbone == "inception_v3":
+            return False
         return is_efficientnet(self.backbone) or self.frozen_stages > 0 or self.input_size is not None
 
     def to_dict(self) -> dict[str, Any]:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+PROGRESS_INTERVAL_S = 2.0  # seconds between refreshes: each one travels from the notebook kernel to the terminal
+
 
 def open_live(log_dir: str | None, history: list[dict[str, Any]]):
     """A fresh DVCLive run replaying `history` (so a resumed run's curves have each epoch exactly once)."""
@@ -40,19 +42,19 @@ def progress_bar(total: int, initial: int, enabled: bool, desc: str):
     if not enabled:
         return None
     try:
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
     except ImportError:
         return None
-    # a long refresh interval: in executed notebooks every refresh is a line of output
-    return tqdm(total=total, initial=initial, desc=desc, unit="step", mininterval=10.0)
+    # a text bar (not tqdm.auto's widget): `musecl.notebooks` streams it live to the terminal and stores its final line
+    return tqdm(total=total, initial=initial, desc=desc, unit="step", mininterval=PROGRESS_INTERVAL_S)
 
 
 def progress_iter(items, enabled: bool, desc: str, unit: str = "batch"):
-    """`items` wrapped in a tqdm bar (one refresh every 10 s) when enabled and tqdm is installed, else `items`."""
+    """`items` wrapped in a tqdm text bar when enabled and tqdm is installed, else `items`."""
     if not enabled:
         return items
     try:
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
     except ImportError:
         return items
-    return tqdm(items, desc=desc, unit=unit, mininterval=10.0)
+    return tqdm(items, desc=desc, unit=unit, mininterval=PROGRESS_INTERVAL_S)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
+from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
@@ -66,6 +67,17 @@ class TrunkFeatures:
         assert store is not None
         self.store = store
 
+    @classmethod
+    def from_store(cls, store: torch.Tensor, augment: str, device: torch.device) -> "TrunkFeatures":
+        """Features of every cache row from a saved `store` (rows × variants × trunk output)."""
+        if store.shape[1] != len(variants(augment)):
+            raise ValueError(f"a saved trunk has {store.shape[1]} augmentation variants, {augment!r} has "
+                             f"{len(variants(augment))}")
+        out = cls.__new__(cls)
+        out.rows, out.variants, out.device = np.arange(store.shape[0], dtype=np.int64), variants(augment), device
+        out.store = store.to(device)
+        return out
+
     @property
     def nbytes(self) -> int:
         return self.store.numel() * self.store.element_size()
@@ -115,17 +127,31 @@ def trunk_key(model: "ImageEncoder", cache, precision: str, device: torch.device
 
 
 def trunk_features(model: "ImageEncoder", source: ImageSource, augment: str, batch_size: int, device: torch.device,
-                   precision: str = "fp32", progress: bool = False) -> TrunkFeatures:
+                   precision: str = "fp32", progress: bool = False, disk_dir: str | Path | None = None) -> TrunkFeatures:
     """`TrunkFeatures` of every cached image, reused within the process when the same frozen trunk was computed on
     the same cache with (at least) these augmentation variants: the baselines, ablations and sensitivity runs of a
-    modality share it, and so do the region embeddings after training (:func:`memoized_trunk`)."""
+    modality share it, and so do the region embeddings after training (:func:`memoized_trunk`).
+
+    With `disk_dir`, a trunk is also kept on disk under its key and these variants (written atomically) and loaded
+    by the next process that needs it, e.g. the next DVC stage of the same modality: the same tensor it would compute.
+    """
     key = trunk_key(model, source.cache, precision, device)
     found = _MEMO.get(key)
     if found is not None and set(variants(augment)) <= set(found.variants):
         _MEMO.move_to_end(key)
         return found
-    features = TrunkFeatures(model, source, np.arange(len(source.cache)), augment, batch_size, device, precision,
-                             progress)
+    path = None if disk_dir is None else Path(disk_dir) / f"{key}-{augment.replace('+', '_')}.pt"
+    if path is not None and path.is_file():
+        features = TrunkFeatures.from_store(torch.load(path, map_location=device, weights_only=True), augment, device)
+    else:
+        features = TrunkFeatures(model, source, np.arange(len(source.cache)), augment, batch_size, device, precision,
+                                 progress)
+        if path is not None:
+            from musecl.storage import atomic_path
+
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(path) as tmp:
+                torch.save(features.store.cpu(), tmp)
     _MEMO[key] = features
     _MEMO.move_to_end(key)
     while len(_MEMO) > MEMO_SIZE:

@@ -14,7 +14,8 @@ Only numpy, pandas and (for the MLP) torch are imported eagerly; scipy, scikit-l
 are imported inside the functions that need them.
 """
 from musecl.evaluation.metrics import mae, mape, r2_score, regression_metrics, rmse
-from musecl.evaluation.protocol import EvaluationResult, EvaluationSettings, ProtocolSpec, evaluate, evaluation_regions
+from musecl.evaluation.protocol import (EvaluationResult, EvaluationSettings, ProtocolSpec, evaluate, evaluate_seeds,
+                                        evaluation_regions)
 from musecl.evaluation.regressors import MLPConfig, MLPJob, fit_predict_mlp, fit_predict_ridge
 from musecl.evaluation.representations import (
     RepresentationMissing,
@@ -39,6 +40,7 @@ __all__ = [
     "SplitSpec",
     "compare_to_best_baseline",
     "evaluate",
+    "evaluate_seeds",
     "evaluation_regions",
     "fit_predict_mlp",
     "fit_predict_ridge",

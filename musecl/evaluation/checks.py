@@ -50,11 +50,16 @@ def ceiling_flags(results: pd.DataFrame, ceiling: str | None, n_se: float = 2.0)
     columns = [*KEYS, "method", "r2_mean", "ceiling_r2_mean", "mean_diff", "se", "n_folds"]
     if not ceiling or ceiling not in set(results["method"]):
         return pd.DataFrame(columns=columns)
-    wide = results.pivot_table(index=[*KEYS, "repeat", "fold"], columns="method", values="r2", aggfunc="first")
+    from musecl.evaluation.stats import align_pairs
+
     rows = []
     for method in [m for m in dict.fromkeys(results["method"]) if m != ceiling]:
-        pair = wide[[method, ceiling]].dropna()
-        for key, part in pair.groupby(level=list(KEYS), sort=False):
+        for key, both in results[results["method"].isin([method, ceiling])].groupby(list(KEYS), sort=False):
+            mine, theirs = (both[both["method"] == m] for m in (method, ceiling))
+            if mine.empty or theirs.empty:
+                continue
+            mine, theirs = align_pairs(mine, theirs, f"{method} and {ceiling} for {key}")  # seeds x folds
+            part = pd.DataFrame({method: mine["r2"].to_numpy(), ceiling: theirs["r2"].to_numpy()})
             d = (part[method] - part[ceiling]).to_numpy()
             if len(d) < 2:
                 continue
@@ -69,7 +74,8 @@ def ceiling_flags(results: pd.DataFrame, ceiling: str | None, n_se: float = 2.0)
 def fold_flags(results: pd.DataFrame, min_r2: float = -1.0) -> pd.DataFrame:
     """Every fold with R² below `min_r2`: method, indicator, protocol, regressor, repeat, fold and its R²."""
     bad = results[results["r2"] < min_r2]
-    return bad[["method", *KEYS, "repeat", "fold", "r2"]].reset_index(drop=True)
+    seed = ["seed"] if "seed" in results.columns else []
+    return bad[["method", *KEYS, *seed, "repeat", "fold", "r2"]].reset_index(drop=True)
 
 
 def run_checks(results: pd.DataFrame, settings: CheckSettings) -> dict[str, pd.DataFrame]:

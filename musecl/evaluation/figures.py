@@ -1,4 +1,4 @@
-"""Figures of the evaluation: R² bars with error bars, ablation bars, predicted vs. true, maps, folds, sensitivity.
+"""Figures of the evaluation: R² panels (one per indicator), ablation panels, predicted vs. true, maps, folds, sensitivity.
 
 Every function returns a matplotlib Figure and draws from stored tables only (results, predictions, folds, regions),
 so notebook 07 regenerates all of them without training anything. matplotlib and geopandas are imported lazily.
@@ -15,8 +15,11 @@ from musecl.data.schema import REGION_ID
 from musecl.evaluation.tables import METRIC_LABELS, indicator_label
 from musecl.storage import atomic_path
 
-ROLE_HATCH = {"ours": "", "variant": "//", "baseline": "", "reference": ".."}
-REFERENCE_GREYS = ("#7f7f7f", "#c7c7c7", "#4d4d4d", "#a5a5a5", "#262626")  # one per reference row, in registry order
+# the rows of the R² panels, top to bottom: (role, heading); inside a group, best mean over the indicators first
+ROW_GROUPS = (("reference", "References"), ("baseline", "Baselines"), ("ours", "Ours"), ("variant", "Ablations, variants"))
+FONT = 8                # points: every text of the panels (legible at 6.75 in, a paper's full width)
+PANEL_WIDTH = 6.75      # inches: the whole figure; it is shown at this width in a notebook and in a two-column paper
+ROW_HEIGHT = 0.15       # inches per method row
 
 
 def save_figure(fig: Any, path: str | Path, dpi: int = 150) -> Path:
@@ -25,29 +28,35 @@ def save_figure(fig: Any, path: str | Path, dpi: int = 150) -> Path:
 
     path = Path(path)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=dpi, bbox_inches="tight")
+        fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=dpi, bbox_inches="tight",
+                    metadata={"Software": None} if path.suffix in ("", ".png") else None)
     plt.close(fig)
     return path
 
 
-def _method_colors(methods: Sequence[str], roles: Mapping[str, str]) -> dict[str, Any]:
-    import matplotlib.pyplot as plt
+def panel_rows(means: pd.Series, roles: Mapping[str, str], higher_is_better: bool = True) -> list[tuple[str, list[str]]]:
+    """The methods of the R² panels grouped as :data:`ROW_GROUPS`, each group best first by `means` (the mean of
+    the metric over the indicators, indexed by method; ties keep the given order). Empty groups are left out."""
+    order = means.sort_values(ascending=not higher_is_better, kind="stable").index
+    out = []
+    for role, heading in ROW_GROUPS:
+        members = [m for m in order if roles.get(m, "baseline") == role]
+        if members:
+            out.append((heading, members))
+    return out
 
-    # red is reserved for ours and greys for references (floors and ceilings, e.g. the pixel statistics and the Oracle:
-    # one shade each, so the legend tells them apart); the others cycle through tab10 and its light tab20 shades
-    tab10, tab20 = plt.get_cmap("tab10"), plt.get_cmap("tab20")
-    palette = [tab10(i) for i in (0, 1, 2, 4, 5, 6, 8, 9)] + [tab20(i) for i in (1, 3, 5, 9, 11, 13, 17, 19)]
-    colors, i = {}, 0
-    references = [m for m in methods if roles.get(m) == "reference"]
-    for m in methods:
-        if roles.get(m) == "ours":
-            colors[m] = "#d62728"
-        elif roles.get(m) == "reference":
-            colors[m] = REFERENCE_GREYS[references.index(m) % len(REFERENCE_GREYS)]
-        else:
-            colors[m] = palette[i % len(palette)]
-            i += 1
-    return colors
+
+def bounds_of(means: pd.DataFrame, roles: Mapping[str, str], ceiling: str | None, floors: Sequence[str] | None,
+              higher_is_better: bool = True) -> tuple[str | None, list[str]]:
+    """The ceiling row and the floor rows drawn as lines: `ceiling` (default: the reference row with the best mean)
+    and `floors` (default: the other reference rows); rows without results are dropped."""
+    references = [m for m in means.index if roles.get(m) == "reference"]
+    if ceiling is None and references:
+        overall = means.loc[references].mean(axis=1)
+        ceiling = overall.idxmax() if higher_is_better else overall.idxmin()
+    ceiling = ceiling if ceiling in means.index else None
+    floors = [m for m in (references if floors is None else floors) if m in means.index and m != ceiling]
+    return ceiling, floors
 
 
 def metric_bars(
@@ -59,35 +68,111 @@ def metric_bars(
     methods: Sequence[str] | None = None,
     indicators: Sequence[str] | None = None,
     title: str | None = None,
+    ceiling: str | None = None,
+    floors: Sequence[str] | None = None,
+    r2_min: float = -1.0,
 ) -> Any:
-    """Grouped bars: one group per indicator, one bar per method (mean, error bar = std over repeats × folds)."""
+    """One small panel per indicator, the methods as rows grouped as references / baselines / ours / ablations (each
+    group best first), a bar per method (mean, whisker = std over repeats × folds) in its fixed colour
+    (:func:`musecl.plots.method_colors`), the ceiling (e.g. the Oracle) and the best floor (e.g. the pixel statistics)
+    as vertical lines across every row. An R² mean below `r2_min` is drawn to the axis limit, marked with a triangle
+    and written out beside it, so no value is cut silently."""
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    from musecl.evaluation.metrics import HIGHER_IS_BETTER
+    from musecl.plots import method_colors
 
     part = summary[(summary["protocol"] == protocol) & (summary["regressor"] == regressor)]
     if part.empty:
         raise ValueError(f"no results for protocol '{protocol}' with regressor '{regressor}'")
-    methods = [m for m in (methods or dict.fromkeys(part["method"])) if m in set(part["method"])]
+    wanted = list(methods) if methods is not None else list(dict.fromkeys(part["method"]))
+    part = part[part["method"].isin(wanted)]
     indicators = list(indicators or dict.fromkeys(part["indicator"]))
-    cell = part.set_index(["method", "indicator"])
-    colors = _method_colors(methods, roles)
-    width = 0.8 / max(len(methods), 1)
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(indicators) * max(len(methods), 4) * 0.25), 4.2))
-    x = np.arange(len(indicators))
-    for j, m in enumerate(methods):
-        means = [cell.loc[(m, i), f"{metric}_mean"] if (m, i) in cell.index else np.nan for i in indicators]
-        stds = [cell.loc[(m, i), f"{metric}_std"] if (m, i) in cell.index else np.nan for i in indicators]
-        ax.bar(x - 0.4 + width * (j + 0.5), means, width, yerr=np.nan_to_num(stds), capsize=2, label=m,
-               color=colors[m], hatch=ROLE_HATCH.get(roles.get(m, "baseline"), ""), edgecolor="white", linewidth=0.3)
-    ax.set_xticks(x, [indicator_label(i) for i in indicators])
-    ax.set_ylabel(f"{METRIC_LABELS[metric]} (mean ± std over folds)")
-    ax.axhline(0, color="black", linewidth=0.6)
+    means = part.pivot(index="method", columns="indicator", values=f"{metric}_mean").reindex(columns=indicators)
+    stds = part.pivot(index="method", columns="indicator", values=f"{metric}_std").reindex_like(means).fillna(0.0)
+    means = means.reindex([m for m in wanted if m in means.index])
+    higher = HIGHER_IS_BETTER.get(metric, True)
+    groups = panel_rows(means.mean(axis=1), roles, higher)
+    ceiling, floors = bounds_of(means, roles, ceiling, floors, higher)
+    colors = method_colors(list(means.index), roles)
+
+    # rows top to bottom: a heading, then its methods; y grows downwards (inverted axis)
+    y, labels, heads, rows = 0.0, [], [], {}
+    for heading, members in groups:
+        heads.append((y, heading))
+        y += 1
+        for m in members:
+            rows[m] = y
+            labels.append((y, m))
+            y += 1
+        y += 0.4
+    low = float(np.nanmin((means - stds).to_numpy())) if means.notna().any().any() else 0.0
+    high = float(np.nanmax((means + stds).to_numpy())) if means.notna().any().any() else 1.0
     if metric == "r2":
-        low = np.nanmin(part[f"{metric}_mean"] - part[f"{metric}_std"].fillna(0))
-        ax.set_ylim(max(min(low, 0) - 0.05, -1.0), 1.0)
-    ax.set_title(title or f"{METRIC_LABELS[metric]} per indicator ({protocol} protocol, {regressor})")
-    ax.legend(ncol=2, fontsize=7, frameon=False, bbox_to_anchor=(1.01, 1), loc="upper left")
-    ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
+        lo, hi = max(min(low, 0.0) - 0.05, r2_min), 1.0
+    else:
+        lo, hi = 0.0, high * 1.05 if high > 0 else 1.0
+    fig, axes = plt.subplots(1, len(indicators), sharey=True, squeeze=False, layout="constrained",
+                             figsize=(PANEL_WIDTH, ROW_HEIGHT * y + 1.4))
+    order = list(rows)
+    ys = np.array([rows[m] for m in order])
+    for ax, ind in zip(axes[0], indicators):
+        mu = means.loc[order, ind].to_numpy(dtype=float)
+        sd = stds.loc[order, ind].to_numpy(dtype=float)
+        clipped = mu < lo
+        shown = np.where(clipped, lo, mu)
+        for m, yy, x, err in zip(order, ys, shown, np.where(clipped, 0.0, sd)):  # one labelled bar per method
+            ax.barh(yy, x, height=0.72, color=colors[m], edgecolor="none", label=m, xerr=err,
+                    error_kw={"elinewidth": 0.6, "ecolor": "#333333", "capsize": 0})
+        for yy, value in zip(ys[clipped], mu[clipped]):
+            ax.plot(lo, yy, marker="<", color="black", markersize=3.5, clip_on=False)
+            ax.text(0.03 * (hi - lo), yy, f"{value:.1f}".replace("-", "\u2212"), va="center", ha="left",
+                    fontsize=FONT, color="black")
+        if ceiling is not None and np.isfinite(means.at[ceiling, ind]):
+            ax.axvline(means.at[ceiling, ind], color="#252525", linestyle="--", linewidth=0.9)
+        floor_values = means.loc[floors, ind].dropna() if floors else pd.Series(dtype=float)
+        if len(floor_values):
+            ax.axvline(floor_values.max() if higher else floor_values.min(), color="#737373", linestyle=":",
+                       linewidth=1.1)
+        ax.axvline(0, color="black", linewidth=0.6)
+        ax.set_xlim(lo, hi)
+        ax.xaxis.set_major_locator(plt.MultipleLocator(1.0 if hi - lo > 1.2 else 0.5))
+        ax.xaxis.set_major_formatter("{x:g}")
+        ax.tick_params(labelsize=FONT, length=2, pad=1.5)
+        ax.set_title(indicator_label(ind), fontsize=FONT + 1, fontweight="bold")
+        ax.grid(axis="x", alpha=0.3, linewidth=0.5)
+        for side in ("top", "right"):
+            ax.spines[side].set_visible(False)
+    first = axes[0][0]
+    ticks = sorted(heads + labels)  # top to bottom
+    first.set_yticks([t for t, _ in ticks], [text for _, text in ticks])
+    for tick, (_, text) in zip(first.get_yticklabels(), ticks):
+        if (_, text) in heads:
+            tick.set_fontweight("bold")
+            tick.set_fontstyle("italic")
+        elif roles.get(text) == "ours":
+            tick.set_fontweight("bold")
+            tick.set_color(colors[text])
+    first.tick_params(axis="y", length=0, labelsize=FONT)
+    first.set_ylim(y - 0.2, -0.8)
+    codes = "; ".join(f"{indicator_label(i)} {i.replace('_', ' ')}" for i in indicators if indicator_label(i) != i)
+    axis_text = f"{METRIC_LABELS[metric]} (bar: mean, whisker: ± std over (training seeds ×) repeats × folds)" + (f"\n{codes}" if codes else "")
+    fig.suptitle(title or f"{METRIC_LABELS[metric]} per indicator: {protocol} protocol, {regressor}",
+                 fontsize=FONT + 1, fontweight="bold")
+    handles = []
+    if ceiling is not None:
+        handles.append(Line2D([], [], color="#252525", linestyle="--", linewidth=0.9, label=f"ceiling: {ceiling}"))
+    if floors:
+        handles.append(Line2D([], [], color="#737373", linestyle=":", linewidth=1.1,
+                              label=f"floor: best of {', '.join(floors)}"))
+    if (means < lo).any().any():
+        handles.append(Line2D([], [], color="black", marker="<", linestyle="none", markersize=3.5,
+                              label=f"mean below {lo:g}: bar cut at the axis, mean written beside it"))
+    # the legend below the panels carries the axis description and the indicator key as its title
+    fig.legend(handles=handles, loc="outside lower center", ncol=max(min(len(handles), 2), 1), fontsize=FONT,
+               frameon=False, handlelength=1.8, columnspacing=1.2, title=axis_text, title_fontsize=FONT)
+    fig.get_layout_engine().set(w_pad=0.02, wspace=0.09)
     return fig
 
 
@@ -121,7 +206,8 @@ def predicted_vs_true(
     from musecl.evaluation.metrics import r2_score
 
     part = predictions[(predictions["method"] == method) & (predictions["protocol"] == protocol)
-                       & (predictions["regressor"] == regressor) & (predictions["repeat"] == repeat)]
+                       & (predictions["regressor"] == regressor) & (predictions["repeat"] == repeat)
+                       & (predictions["seed"] == 0 if "seed" in predictions.columns else True)]
     if part.empty:
         raise ValueError(f"no predictions for {method} / {protocol} / {regressor} / repeat {repeat}")
     indicators = list(indicators or dict.fromkeys(part["indicator"]))
@@ -158,7 +244,8 @@ def indicator_maps(
     import matplotlib.pyplot as plt
 
     part = predictions[(predictions["method"] == method) & (predictions["protocol"] == protocol)
-                       & (predictions["regressor"] == regressor) & (predictions["repeat"] == repeat)]
+                       & (predictions["regressor"] == regressor) & (predictions["repeat"] == repeat)
+                       & (predictions["seed"] == 0 if "seed" in predictions.columns else True)]
     if part.empty:
         raise ValueError(f"no predictions for {method} / {protocol} / {regressor} / repeat {repeat}")
     indicators = list(indicators or dict.fromkeys(part["indicator"]))

@@ -64,8 +64,8 @@ def paper_tables(
     combos = results[["protocol", "regressor"]].drop_duplicates().itertuples(index=False)
     for protocol, regressor in combos:
         suffix = f"{protocol}_{regressor}"
-        what = f"{protocol} protocol, {regressor}: {regressor_description(protocol, regressor)}; mean ± std over " \
-               "repeats × folds"
+        over = _over(results, protocol, regressor)
+        what = f"{protocol} protocol, {regressor}: {regressor_description(protocol, regressor)}; mean ± std over {over}"
         tables[f"table1_{suffix}"] = table1(
             summary, comparison, roles, protocol, regressor,
             caption=f"Table 1 layout, {city} ({what}). Bold: best non-reference value. Impr.: relative gain over the "
@@ -73,7 +73,7 @@ def paper_tables(
         tables[f"table2_{suffix}"] = table2(
             summary, comparison, roles, protocol, regressor, city,
             caption=f"Table 2 layout, {city} ({protocol} protocol, {regressor}: "
-                    f"{regressor_description(protocol, regressor)}; means over repeats × folds). Impr. and "
+                    f"{regressor_description(protocol, regressor)}; means over {over}). Impr. and "
                     "p (corrected resampled t-test) against the best baseline of each row.")
         for kind in ("table1", "table2"):
             tables[f"{kind}_{suffix}"].notes = check_notes(flags, check_settings, protocol, regressor)
@@ -248,3 +248,14 @@ def imagetext_published(results: pd.DataFrame, reference: pd.DataFrame, protocol
         if indicator and (row["method"], indicator) in means.index:
             out.at[i, "ours_r2"] = float(means[(row["method"], indicator)])
     return out
+
+
+def _over(results: pd.DataFrame, protocol: str, regressor: str) -> str:
+    """What a table's means run over: "repeats × folds", or "training seeds (n) × repeats × folds" when the trained
+    representations were scored with several seeds (untrained ones have one)."""
+    if "seed" not in results.columns:
+        return "repeats × folds"
+    part = results[(results["protocol"] == protocol) & (results["regressor"] == regressor)]
+    n = int(part["seed"].nunique())
+    return "repeats × folds" if n <= 1 else f"{n} training seeds × repeats × folds (untrained rows: one seed)"
+

@@ -44,7 +44,7 @@ from musecl.evaluation.splits import Fold, Folds, SplitSpec, stable_key
 REGRESSORS = (*MLP_REGRESSORS, "ridge")  # mlp: the paper's MLP, targets as they are; mlp_std: standardised targets;
 # mlp_urbanclip: UrbanCLIP's downstream head (evaluation.mlp_urbanclip)
 RESULT_COLUMNS = [
-    "method", "indicator", "regressor", "protocol", "repeat", "fold",
+    "method", "indicator", "regressor", "protocol", "seed", "repeat", "fold",
     "r2", "rmse", "mae", "mape", "mape_zero_targets", "n_train", "n_val", "n_test", "best_epoch", "epochs", "alpha",
 ]
 # Every key of params.yaml `evaluation` (read here, by the registry, the checks and notebooks 06-07); others are
@@ -52,7 +52,8 @@ RESULT_COLUMNS = [
 EVALUATION_KEYS = ("indicators", "on_missing", "representations", "protocols", "mlp", "mlp_urbanclip", "ridge", "clip_quantile",
                    "checks", "n_jobs", "threads_per_job", "figures")
 RIDGE_KEYS = ("alphas",)
-PREDICTION_COLUMNS = ["method", "indicator", "regressor", "protocol", "repeat", "fold", REGION_ID, "y_true", "y_pred"]
+PREDICTION_COLUMNS = ["method", "indicator", "regressor", "protocol", "seed", "repeat", "fold", REGION_ID, "y_true",
+                      "y_pred"]
 
 
 @dataclass(frozen=True)
@@ -161,11 +162,14 @@ def evaluation_regions(targets: pd.DataFrame, features: Mapping[str, pd.DataFram
 
 
 def shared_test_sets(predictions: pd.DataFrame) -> bool:
-    """True when every method was tested on exactly the same regions in every protocol, regressor, repeat and fold."""
+    """True when every method (and every training seed of it) was tested on exactly the same regions in every
+    protocol, regressor, repeat and fold; every method has its main-run (seed 0) predictions everywhere."""
     keys = ["protocol", "regressor", "repeat", "fold", "indicator"]
-    sets = predictions.groupby(["method", *keys], sort=False)[REGION_ID].agg(lambda s: tuple(sorted(s)))
-    per_method = sets.unstack("method")
-    return bool(per_method.notna().all().all() and per_method.nunique(axis=1).eq(1).all())
+    predictions = predictions if "seed" in predictions.columns else predictions.assign(seed=0)
+    sets = predictions.groupby(["method", "seed", *keys], sort=False)[REGION_ID].agg(lambda s: tuple(sorted(s)))
+    per_run = sets.unstack(["method", "seed"])
+    main = per_run.loc[:, per_run.columns.get_level_values("seed") == 0]
+    return bool(main.notna().all().all() and per_run.nunique(axis=1).eq(1).all())
 
 
 def mlp_seed(seed: int, protocol: str, repeat: int, fold: int, indicator: str) -> int:
@@ -179,8 +183,11 @@ def evaluate(
     folds: Folds,
     settings: EvaluationSettings,
     progress: bool = True,
+    seed: int = 0,
 ) -> EvaluationResult:
-    """Score every (method, indicator, regressor, protocol, repeat, fold); see the module docstring."""
+    """Score every (method, indicator, regressor, protocol, repeat, fold); see the module docstring. `seed`: the
+    training-seed index of the feature tables (0: the main run; k: the `seeds` stage's run k), stored in column
+    `seed` so that summaries and paired tests run over seeds × folds."""
     ids = folds.region_ids
     missing_targets = pd.Index(ids).difference(targets.index.astype(str))
     if len(missing_targets):
@@ -231,9 +238,9 @@ def evaluate(
             bar.update(1)
     bar.close()
     order = {name: i for i, name in enumerate(xs)}
-    results = pd.concat([pd.DataFrame(o[0]) for o in outputs], ignore_index=True)
+    results = pd.concat([pd.DataFrame(o[0]) for o in outputs], ignore_index=True).assign(seed=int(seed))
     results = _sorted(results, order, list(protocols), indicators)[RESULT_COLUMNS]
-    predictions = pd.concat([o[1] for o in outputs], ignore_index=True)
+    predictions = pd.concat([o[1] for o in outputs], ignore_index=True).assign(seed=int(seed))
     predictions = _sorted(predictions, order, list(protocols), indicators)[PREDICTION_COLUMNS]
     return EvaluationResult(results.reset_index(drop=True), predictions.reset_index(drop=True))
 
@@ -245,13 +252,13 @@ def _sorted(frame: pd.DataFrame, method_order: dict[str, int], protocols: list[s
         "g": frame["regressor"].map({r: i for i, r in enumerate(REGRESSORS)}),
         "i": frame["indicator"].map({n: i for i, n in enumerate(indicators)}),
     })
-    sort_cols = ["m", "p", "g", "repeat", "fold", "i"] + ([REGION_ID] if REGION_ID in frame.columns else [])
+    sort_cols = ["m", "p", "g", "seed", "repeat", "fold", "i"] + ([REGION_ID] if REGION_ID in frame.columns else [])
     merged = pd.concat([frame, keys], axis=1)
     return merged.sort_values(sort_cols, kind="stable").drop(columns=list(keys.columns))
 
 
 def _progress_bar(total: int, enabled: bool):
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     return tqdm(total=total, desc="evaluation tasks (method x protocol x regressor)", disable=not enabled)
 
@@ -337,3 +344,30 @@ def _oracle_fits(protocol, x, y, folds, settings):
         pred, _ = fit_predict_oracle(xc, y, f.fit, f.test, stable_key(settings.seed, "oracle", protocol, f.repeat, f.fold))
         out.extend((f, t, pred[:, t], {}) for t in range(y.shape[1]))
     return out
+
+
+def evaluate_seeds(
+    seed_features: Mapping[int, Mapping[str, pd.DataFrame]],
+    targets: pd.DataFrame,
+    folds: Folds,
+    settings: EvaluationSettings,
+    protocols: Sequence[str],
+    main: EvaluationResult | None = None,
+    progress: bool = True,
+) -> EvaluationResult:
+    """Score the extra training seeds' feature tables (seed index -> method -> table) on `protocols` only, on the
+    same folds as the main run, and append them to `main` (the seed-0 result), if given, in one result."""
+    unknown = sorted(set(protocols) - {p.name for p in settings.protocols})
+    if unknown:
+        raise ValueError(f"training_seeds.protocols {unknown} are not evaluation protocols "
+                         f"({[p.name for p in settings.protocols]})")
+    narrowed = replace(settings, protocols=tuple(p for p in settings.protocols if p.name in protocols))
+    parts = [main] if main is not None else []
+    for k, features in seed_features.items():
+        if features:
+            parts.append(evaluate(features, targets, folds, narrowed, progress=progress, seed=k))
+    if not parts:
+        raise ValueError("no results: give the main result or at least one seed's feature tables")
+    return EvaluationResult(pd.concat([p.results for p in parts], ignore_index=True),
+                            pd.concat([p.predictions for p in parts], ignore_index=True))
+

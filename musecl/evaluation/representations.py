@@ -123,7 +123,8 @@ class RepresentationSpec:
 class RepresentationRegistry:
     """The configured representations, in table order, and how to load each one's region feature table."""
 
-    def __init__(self, specs: list[RepresentationSpec], embeddings_dir: str | Path, bundle: Any | None = None) -> None:
+    def __init__(self, specs: list[RepresentationSpec], embeddings_dir: str | Path, bundle: Any | None = None,
+                 seeds_dir: str | Path | None = None) -> None:
         names = [s.name for s in specs]
         if len(set(names)) != len(names):
             raise ValueError(f"evaluation.representations: duplicate names {names}")
@@ -133,6 +134,7 @@ class RepresentationRegistry:
         self.specs = {s.name: s for s in specs}
         self.embeddings_dir = Path(embeddings_dir)
         self.bundle = bundle
+        self.seeds_dir = Path(seeds_dir) if seeds_dir is not None else None  # <work>/seeds (the `seeds` stage)
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any], bundle: Any | None = None) -> "RepresentationRegistry":
@@ -140,8 +142,10 @@ class RepresentationRegistry:
         cfg = params.get("evaluation", {}).get("representations")
         if not cfg:
             raise ValueError("params.yaml: evaluation.representations is empty or missing")
+        from musecl.config import embeddings_dir
+
         specs = [RepresentationSpec.from_config(name, entry or {}) for name, entry in cfg.items()]
-        return cls(specs, Path(params["paths"]["work"]) / "embeddings", bundle)
+        return cls(specs, embeddings_dir(params), bundle, Path(params["paths"]["work"]) / "seeds")
 
     @property
     def names(self) -> list[str]:
@@ -231,6 +235,26 @@ class RepresentationRegistry:
             )
         ok = set(status.loc[status["available"], "method"])
         return {n: self.load(n) for n in wanted if n in ok}, status[status["method"].isin(wanted)].reset_index(drop=True)
+
+    def seed_tables(self, k: int, names: list[str] | None = None) -> dict[str, pd.DataFrame]:
+        """The feature tables of training-seed index k (the `seeds` stage's `<work>/seeds/s<k>/embeddings`): every
+        representation (of `names`) with at least one input table retrained by that seed; its other inputs (frozen
+        backbones, pixel statistics) are the main run's, which no training seed changes. Bundle sources (POI
+        counts, latents) have no training seed and are left out."""
+        folder = None if self.seeds_dir is None else self.seeds_dir / f"s{int(k)}" / "embeddings"
+        if folder is None or not folder.is_dir():
+            return {}
+        out = {}
+        for name in names or self.names:
+            spec = self._spec(name)
+            if not spec.embeddings or not any((folder / f).is_file() for f in spec.embeddings):
+                continue
+            paths = [folder / f if (folder / f).is_file() else self.embeddings_dir / f for f in spec.embeddings]
+            missing = [str(p) for p in paths if not p.is_file()]
+            if missing:
+                raise RepresentationMissing(f"representation '{name}', seed {k}, needs {'; '.join(missing)}")
+            out[name] = _checked(combine_tables([_read(p) for p in paths], spec.combine, name, spec.embeddings), name)
+        return out
 
     def _spec(self, name: str) -> RepresentationSpec:
         if name not in self.specs:

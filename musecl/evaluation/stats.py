@@ -22,12 +22,35 @@ import pandas as pd
 from musecl.evaluation.metrics import HIGHER_IS_BETTER
 
 GROUP = ["protocol", "regressor", "method", "indicator"]
-PAIR_KEYS = ["repeat", "fold"]
+PAIR_KEYS = ["seed", "repeat", "fold"]
+
+
+def align_pairs(a: pd.DataFrame, b: pd.DataFrame, where: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The score rows of two methods paired by training seed, repeat and fold (indexed by :data:`PAIR_KEYS`).
+
+    Methods with the same seeds pair seed with seed. A method scored with one seed only (an untrained representation
+    such as the POI counts, the frozen backbones or the oracle, which no training seed changes) is paired with each
+    seed of the other on the same fold. Raises, naming `where`, when the folds differ.
+    """
+    a, b = (t if "seed" in t.columns else t.assign(seed=0) for t in (a, b))
+    sa, sb = sorted(set(a["seed"])), sorted(set(b["seed"]))
+    if sa != sb:
+        if len(sb) == 1:
+            b = pd.concat([b.assign(seed=s) for s in sa], ignore_index=True)
+        elif len(sa) == 1:
+            a = pd.concat([a.assign(seed=s) for s in sb], ignore_index=True)
+        else:
+            raise ValueError(f"{where}: scored with different training seeds ({sa} and {sb}); cannot pair them")
+    a, b = a.set_index(PAIR_KEYS), b.set_index(PAIR_KEYS)
+    common = a.index.intersection(b.index)
+    if len(common) != len(a) or len(common) != len(b):
+        raise ValueError(f"{where}: scored on different folds; evaluate them together on one set of folds")
+    return a.loc[common], b.loc[common]
 
 
 def summarise(results: pd.DataFrame, metrics: Sequence[str] = ("r2", "rmse", "mae", "mape")) -> pd.DataFrame:
-    """Mean, standard deviation (ddof=1) and count of each metric over repeats × folds, per protocol, regressor,
-    method and indicator (in the results' order of appearance)."""
+    """Mean, standard deviation (ddof=1) and count of each metric over training seeds × repeats × folds, per
+    protocol, regressor, method and indicator (in the results' order of appearance)."""
     grouped = results.groupby(GROUP, sort=False)[list(metrics)]
     mean = grouped.mean().add_suffix("_mean")
     std = grouped.std(ddof=1).add_suffix("_std")
@@ -111,16 +134,12 @@ def compare_to_best_baseline(
         for rec in best.itertuples(index=False):
             sel = (results["protocol"] == rec.protocol) & (results["regressor"] == rec.regressor) & (
                 results["indicator"] == rec.indicator)
-            mine = results[sel & (results["method"] == ours)].set_index(PAIR_KEYS)
-            theirs = results[sel & (results["method"] == rec.best_baseline)].set_index(PAIR_KEYS)
+            mine = results[sel & (results["method"] == ours)]
+            theirs = results[sel & (results["method"] == rec.best_baseline)]
             if mine.empty:
                 continue
-            if not mine.index.sort_values().equals(theirs.index.sort_values()):
-                raise ValueError(
-                    f"{ours} and {rec.best_baseline} were scored on different folds for {rec.protocol}/{rec.regressor}/"
-                    f"{rec.indicator}; evaluate them together on one set of folds"
-                )
-            theirs = theirs.loc[mine.index]
+            mine, theirs = align_pairs(mine, theirs, f"{ours} and {rec.best_baseline} for {rec.protocol}/"
+                                                      f"{rec.regressor}/{rec.indicator}")
             ratio = float((mine["n_test"] / mine["n_train"]).mean())
             tests = paired_tests(mine[metric].to_numpy(), theirs[metric].to_numpy(), test_train_ratio=ratio)
             ours_mean = float(mine[metric].mean())
@@ -181,13 +200,10 @@ def paired_comparisons(results: pd.DataFrame, pairs: Sequence[Sequence[str]], pr
         a, b = (str(v) for v in pair)
         for indicator in sorted(sel["indicator"].unique(), key=_paper_order):
             part = sel[sel["indicator"] == indicator]
-            mine, theirs = (part[part["method"] == m].set_index(PAIR_KEYS) for m in (a, b))
+            mine, theirs = (part[part["method"] == m] for m in (a, b))
             if mine.empty or theirs.empty:
                 continue
-            common = mine.index.intersection(theirs.index)
-            if len(common) != len(mine) or len(common) != len(theirs):
-                raise ValueError(f"{a} and {b} were scored on different folds for {protocol}/{regressor}/{indicator}")
-            mine, theirs = mine.loc[common], theirs.loc[common]
+            mine, theirs = align_pairs(mine, theirs, f"{a} and {b} for {protocol}/{regressor}/{indicator}")
             ratio = float((mine["n_test"] / mine["n_train"]).mean())
             tests = paired_tests(mine[metric].to_numpy(), theirs[metric].to_numpy(), test_train_ratio=ratio)
             rows.append({"a": a, "b": b, "indicator": indicator, "a_mean": float(mine[metric].mean()),

@@ -1,8 +1,8 @@
 """Result tables in the layout of the paper's Tables 1 and 2, rendered as Markdown and LaTeX (booktabs).
 
-* :func:`table1`: methods as rows, indicator × (R², RMSE) as columns, mean ± std over repeats × folds, the best
-  non-reference value of each column in bold, then the paper's "Impr." row, the best baseline it refers to and the
-  p-values of the paired tests; reference rows (floors such as the pixel statistics, the oracle ceiling) come last,
+* :func:`table1`: methods as rows, indicator × (R², RMSE) as columns, mean ± std over (training seeds ×) repeats ×
+  folds, the best non-reference value of each column in bold, then the paper's "Impr." row, the best baseline it
+  refers to and the p-values of the paired tests; reference rows (floors such as the pixel statistics, the oracle ceiling) come last,
   apart, in italics and in the registry's order.
 * :func:`table2`: the paper's Table 2 layout: (city, task, metric) as rows, methods as columns, an Impr. column.
 * :func:`paper_comparison`: the paper's published R² (reports/reference/) beside ours for the methods both have, and

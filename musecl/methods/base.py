@@ -78,7 +78,10 @@ class City:
 
     @property
     def seed(self) -> int:
-        return int(self.params["seed"])
+        """The training seed (:func:`musecl.config.training_seed`): `encoders.seed`, else the global seed."""
+        from musecl.config import training_seed
+
+        return training_seed(self.params)
 
     def region_ids(self) -> np.ndarray:
         """Every region of the bundle, as strings, in the bundle's order."""
@@ -103,7 +106,9 @@ class City:
         return read_triplets(self.work / "pairs", modality, split)
 
     def embeddings_path(self, name: str) -> Path:
-        return self.work / "embeddings" / f"{name}.parquet"
+        from musecl.config import embeddings_dir
+
+        return embeddings_dir(self.params) / f"{name}.parquet"
 
     def embeddings(self, name: str) -> pd.DataFrame:
         """Embedding table `name`: the in-memory one when given, else `<paths.work>/embeddings/<name>.parquet`."""
@@ -147,7 +152,8 @@ class RegionEmbedder(ABC):
         """A fitted method from what :meth:`save` wrote."""
 
     def write(self, table: pd.DataFrame, city: City) -> Path:
-        """Write `table` as the embedding table `<paths.work>/embeddings/<name>.parquet` (where the evaluation reads)."""
+        """Write `table` as the embedding table `<paths.work>/embeddings/<name>.parquet` (where the evaluation reads;
+        `paths.embeddings` when set)."""
         from musecl.embeddings import write_embeddings
 
         path = city.embeddings_path(self.name)

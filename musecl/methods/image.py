@@ -14,10 +14,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from musecl.config import training_seed
 from musecl.contract import check_modality
 from musecl.methods.base import City, RegionEmbedder, register_method
 
 _CACHE_KEYS = {"image_size"}
+
+
+def trunk_dir(params: dict[str, Any]) -> Path | None:
+    """Where frozen trunks are kept between stages: `paths.trunks`, else `<paths.work>/trunk_cache` (a cache of
+    values every stage would compute identically; safe to delete); None without `paths` (nothing kept)."""
+    paths = params.get("paths") or {}
+    if paths.get("trunks"):
+        return Path(paths["trunks"])
+    return Path(paths["work"]) / "trunk_cache" if paths.get("work") else None
 
 
 def config_from_spec(spec: dict[str, Any], params: dict[str, Any], log_dir: str | Path | None,
@@ -34,14 +44,9 @@ def config_from_spec(spec: dict[str, Any], params: dict[str, Any], log_dir: str 
     rest = {k: v for k, v in spec.items() if k not in model_keys | _CACHE_KEYS | {"loss"}}
     return TrainConfig.from_dict(
         {**rest, **runtime, "model": model, "loss": loss, "seed": training_seed(params), "progress": progress,
+         "trunk_dir": None if trunk_dir(params) is None else str(trunk_dir(params)),
          "log_dir": None if log_dir is None else str(log_dir)}
     )
-
-
-def training_seed(params: dict[str, Any]) -> int:
-    """`encoders.seed` (the encoders' own seed, so the city stays fixed while they are retrained), else the global seed."""
-    seed = params.get("encoders", {}).get("seed")
-    return int(params["seed"] if seed is None else seed)
 
 
 class _ImageMethod(RegionEmbedder):

@@ -101,7 +101,7 @@ def raster_mean(config: IndicatorConfig, regions, assigner: RegionAssigner, cent
     from pyproj import Transformer
     from rasterio.windows import Window, from_bounds
     from rasterio.warp import transform_bounds
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     report = ReaderReport(f"indicator {config.name}", str(config.file))
     try:

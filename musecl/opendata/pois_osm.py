@@ -116,7 +116,7 @@ def read_osm_pois(
     """POIs of the extract inside the city's regions: poi_id ('n123', 'w45', 'r6'), lon, lat, category, name, text."""
     import osmium
     import shapely
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     taxonomy = OsmTaxonomy.from_csv(config.taxonomy)
     exclude = DEFAULT_TEXT_EXCLUDE + tuple(config.text_exclude)

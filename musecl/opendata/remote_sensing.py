@@ -212,7 +212,7 @@ def cut_remote_sensing(
 ) -> tuple[pd.DataFrame, ReaderReport]:
     """Write one PNG tile per region under `bundle_root/images/remote_sensing/` and return the image index."""
     from PIL import Image
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     source = str(config.geotiff or config.web_tiles.folder)
     report = ReaderReport("remote sensing", source, read=len(regions))

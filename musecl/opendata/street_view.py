@@ -56,7 +56,7 @@ def read_street_view(
     config: StreetViewConfig, assigner: RegionAssigner, bundle_root: Path, workers: int = 1, progress: bool = True
 ) -> tuple[pd.DataFrame, ReaderReport]:
     """Copy the images inside the city (split/downscaled as configured) into the bundle; return the image index."""
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     report = ReaderReport("street view", str(config.metadata))
     wanted = [c for c in (config.path, config.lon, config.lat, config.heading, config.image_id) if c]

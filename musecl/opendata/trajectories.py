@@ -100,7 +100,7 @@ def read_trajectories(
 ) -> tuple[ReaderReport, TrajectoryCounts]:
     """Stream the taxi files into `out_path` (Parquet, sorted by vehicle and time within each group of files)."""
     import pyarrow.parquet as pq
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     files = trajectory_files(config)
     report = ReaderReport("trajectories", str(config.folder))

@@ -112,7 +112,7 @@ def read_trips(
 ) -> tuple[ReaderReport, TripCounts]:
     """Stream the trip files into `out_path` (Parquet), keeping the trips with both ends in the city's regions."""
     import pyarrow.parquet as pq
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     report = ReaderReport("trips", ", ".join(str(f) for f in config.files))
     zones = ZonePoints(config.zones, seed) if config.by_zone else None

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from musecl.config import deep_merge
+from musecl.config import deep_merge, embeddings_dir
 from musecl.contract import MODALITIES
 from musecl.methods import BackboneFeatures, City, PixelStats, RegionEmbedder, TripletEncoder
 
@@ -124,7 +124,7 @@ def run_paths(params: dict[str, Any], name: str, modality: str) -> dict[str, Pat
     return {
         "cache": work / "image_cache" / modality,  # the `encoders` stage's cache
         "checkpoints": models / "baselines" / name,
-        "embeddings": work / "embeddings" / f"{name}.parquet",
+        "embeddings": embeddings_dir(params) / f"{name}.parquet",
         "reports": reports / RUN_STAGE / name,
         "metrics": reports / "baselines" / f"{name}.json",
     }

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from musecl.config import embeddings_dir
 from musecl.contract import MODALITY_NAMES
 from musecl.methods import City, TripletEncoder, config_from_spec
 
@@ -28,7 +29,7 @@ def stage_paths(params: dict[str, Any], modality: str) -> dict[str, Path]:
         "cache": work / "image_cache" / modality,
         "pairs": work / "pairs",
         "checkpoints": models / "encoders" / modality,
-        "embeddings": work / "embeddings" / f"{modality}.parquet",
+        "embeddings": embeddings_dir(params) / f"{modality}.parquet",
         "reports": reports / STAGE / modality,
         "metrics": reports / f"encoders_{modality}.json",
     }

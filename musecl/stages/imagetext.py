@@ -236,12 +236,13 @@ def write_report(params: Mapping[str, Any], results: Mapping[str, RunResult]) ->
 
 
 def checks(results: Mapping[str, RunResult], params: Mapping[str, Any]) -> pd.Series:
+    from musecl.config import embeddings_dir
     from musecl.embeddings import read_embeddings
 
     out = {}
     n_regions = None
     for name, result in results.items():
-        table = read_embeddings(Path(params["paths"]["work"]) / "embeddings" / f"{name}.parquet")
+        table = read_embeddings(embeddings_dir(params) / f"{name}.parquet")
         n_regions = n_regions or len(table)
         out[f"{name}: one finite embedding per region"] = bool(len(table) == n_regions and np.isfinite(table.to_numpy()).all())
         out[f"{name}: a selected epoch"] = bool(result.method.history["selected"].any())

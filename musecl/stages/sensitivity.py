@@ -129,10 +129,9 @@ def robust_settings(params: dict[str, Any]):
     return replace(settings, protocols=protocols, n_jobs=1)
 
 
-def run_grid(params: dict[str, Any], bundle, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Every setting of the grid; returns (the sensitivity table in musecl.evaluation.figures' format, a per-setting
-    summary). The folds are the `evaluate` stage's (same regions, seed and spec), so the base point's numbers can be
-    compared with the main results for the effect of the shorter budget."""
+def robust_inputs(params: dict[str, Any], bundle):
+    """(targets, folds, settings) of the robust protocol with ridge: the `evaluate` stage's folds (same regions, seed
+    and split spec)."""
     from musecl.evaluation import make_folds
     from musecl.evaluation.store import select_indicators
 
@@ -140,12 +139,19 @@ def run_grid(params: dict[str, Any], bundle, progress: bool = True) -> tuple[pd.
     targets = select_indicators(bundle.indicators(transformed=True), params["evaluation"]["indicators"], source=str(bundle.root))
     targets = targets.dropna()
     region_ids = sorted(targets.index.astype(str))
-    folds = make_folds(region_ids, settings.split_specs, settings.seed, bundle.h3_resolution)
+    return targets, make_folds(region_ids, settings.split_specs, settings.seed, bundle.h3_resolution), settings
+
+
+def run_grid(params: dict[str, Any], bundle, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every setting of the grid; returns (the sensitivity table in musecl.evaluation.figures' format, a per-setting
+    summary). The folds are the `evaluate` stage's (same regions, seed and spec), so the base point's numbers can be
+    compared with the main results for the effect of the shorter budget."""
+    targets, folds, settings = robust_inputs(params, bundle)
     per_setting, summaries = {}, []
     todo = settings_to_run(params)
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         bar = tqdm(total=len(todo), desc="sensitivity settings", unit="setting")
     for setting in todo:

@@ -41,7 +41,8 @@ def fusion_variant(params: dict[str, Any], name: str) -> FusionVariant:
 
 
 def attention_path(params: dict[str, Any], name: str) -> Path:
-    return Path(params["paths"]["work"]) / "variants" / f"{name}_attention.parquet"
+    folder = params["paths"].get("variants") or Path(params["paths"]["work"]) / "variants"  # the `seeds` stage moves it
+    return Path(folder) / f"{name}_attention.parquet"
 
 
 def run_variant(params: dict[str, Any], variant: FusionVariant, bundle=None, progress: bool = False):

@@ -17,6 +17,7 @@ import pandas as pd
 
 from musecl.data import schema
 from musecl.data.schema import REGION_ID
+from musecl.synthetic.cameras import remote_sensing_extent_m, remote_sensing_tiles, street_view_points
 from musecl.synthetic.frame import CityFrame, RegionSampler, build_frame
 from musecl.synthetic.indicators import INDICATOR_SPECS, generate_indicators
 from musecl.synthetic.latents import LATENT_NAMES, LatentField, build_latent_field, region_latents
@@ -25,7 +26,7 @@ from musecl.synthetic.pois import generate_pois
 from musecl.synthetic.presets import SyntheticCityConfig, check_config
 
 # Component codes of the random streams (never reuse or renumber: the bundle of a given seed would change).
-FRAME, LATENTS, POIS, TRIPS, TAXIS, INDICATORS, STREET_POINTS, CAPTIONS = 1, 2, 3, 4, 5, 6, 7, 8
+FRAME, LATENTS, POIS, TRIPS, TAXIS, INDICATORS, STREET_POINTS, CAPTIONS, RS_TILES = 1, 2, 3, 4, 5, 6, 7, 8, 9
 KIND_REMOTE_SENSING, KIND_STREET_VIEW = 101, 102
 KIND_MODALITY = {KIND_REMOTE_SENSING: "rs", KIND_STREET_VIEW: "sv"}
 EXTRA_LATENTS = ("land_fraction",)  # also in latents.parquet: share of the hexagon on land inside the boundary
@@ -153,17 +154,8 @@ def build_city_tables(config: SyntheticCityConfig, seed: int, lap=lambda name: N
     lap("indicators")
 
     street_view = street_view_points(config, frame, latents, sampler, rng(STREET_POINTS))
-    remote_sensing = pd.DataFrame(
-        {
-            "image_id": np.strings.add("rs_", ids.astype(str)).astype(object),
-            REGION_ID: ids,
-            "path": np.strings.add(f"{schema.REMOTE_SENSING_DIR}/", np.strings.add(ids.astype(str), ".png"))
-            .astype(object),
-            "lon": regions["lon"].to_numpy(),
-            "lat": regions["lat"].to_numpy(),
-        }
-    )
-    lap("street_view_points")
+    remote_sensing = remote_sensing_tiles(config, regions, sampler, rng(RS_TILES))
+    lap("image_points")
     return SyntheticCity(
         config=config,
         frame=frame,
@@ -179,68 +171,6 @@ def build_city_tables(config: SyntheticCityConfig, seed: int, lap=lambda name: N
         street_view=street_view,
         rs_extent_m=remote_sensing_extent_m(regions, frame),
     )
-
-
-def street_view_points(
-    config: SyntheticCityConfig,
-    frame: CityFrame,
-    latents: pd.DataFrame,
-    sampler: RegionSampler,
-    rng: np.random.Generator,
-) -> pd.DataFrame:
-    """Street-view camera points on the street grid: more in built-up regions (denser streets), at least one per region.
-
-    Count per region: 1 + Poisson((sv_per_region - 1) * w / mean(w)), w = land * (0.1 + mean(residential, commercial)).
-    Heading: along or across the street (a panorama cut into 4 views), jittered by N(0, 4) degrees.
-    """
-    land = latents["land_fraction"].to_numpy(dtype=np.float64)
-    built = 0.5 * (latents["residential"].to_numpy() + latents["commercial"].to_numpy())
-    w = np.maximum(land, 0.05) * (0.1 + built)
-    lam = (config.sv_per_region - 1.0) * w / w.mean()
-    counts = 1 + rng.poisson(lam)
-    region_idx = np.repeat(np.arange(len(latents)), counts)
-    spacing = config.street_spacing_m / 1000.0
-    c, s = np.cos(frame.street_angle), np.sin(frame.street_angle)
-    bearing_u = np.degrees(np.pi / 2 - frame.street_angle)  # compass bearing of the grid's u axis
-    bearing_v = bearing_u - 90.0
-
-    def snap(x, y, g):
-        u = x * c + y * s
-        v = -x * s + y * c
-        on_u_street = g.random(x.shape) < 0.5  # the camera stands on a street running along u (v snapped) or along v
-        v = np.where(on_u_street, np.round(v / spacing) * spacing, v)
-        u = np.where(on_u_street, u, np.round(u / spacing) * spacing)
-        street = np.where(on_u_street, bearing_u, bearing_v)
-        heading = np.mod(street + 90.0 * g.integers(0, 4, x.shape) + g.normal(0, 4.0, x.shape), 360.0)
-        return u * c - v * s, u * s + v * c, heading
-
-    lon, lat, heading = sampler.sample(region_idx, rng, avoid_water=True, snap=snap)
-    # points that fell back to the region centre got no heading from `snap`
-    heading = np.mod(heading, 360.0)
-    n = region_idx.size
-    width = max(6, len(str(n)))
-    ids = np.strings.add("sv_", np.strings.zfill(np.arange(n).astype(str), width))
-    return pd.DataFrame(
-        {
-            "image_id": ids.astype(object),
-            "path": np.strings.add(f"{schema.STREET_VIEW_DIR}/", np.strings.add(ids, ".png")).astype(object),
-            "lon": lon,
-            "lat": lat,
-            "heading": heading,
-            REGION_ID: latents[REGION_ID].to_numpy()[region_idx],
-        }
-    )
-
-
-def remote_sensing_extent_m(regions, frame: CityFrame) -> float:
-    """Side of the square remote-sensing tile (m): twice the largest centre-to-vertex distance of any hexagon, so every
-    tile covers its whole hexagon at one common ground resolution."""
-    import shapely
-
-    coords, ring = shapely.get_coordinates(regions.geometry.boundary.to_numpy(), return_index=True)
-    x, y = frame.projection.to_local(coords[:, 0], coords[:, 1])
-    cx, cy = frame.projection.to_local(regions["lon"].to_numpy()[ring], regions["lat"].to_numpy()[ring])
-    return float(np.ceil(2000.0 * np.hypot(x - cx, y - cy).max()))
 
 
 # ---- writing ---------------------------------------------------------------------------------------------------------
@@ -328,6 +258,11 @@ def usable_cpus() -> int:
 
 
 def _init_worker(field: LatentField, root: str, seed: int, rs_size: int, rs_extent_m: float, sv_size: int) -> None:
+    from threadpoolctl import threadpool_limits
+
+    # The renderers' many small matrix products (`render.helpers._upsample`) run 30-300x slower with a multi-threaded
+    # BLAS than with one thread (thread start-up per call, and workers x threads > cores): one thread per worker.
+    threadpool_limits(limits=1, user_api="blas")
     _WORKER.update(field=field, root=Path(root), seed=seed, rs_size=rs_size, rs_extent_m=rs_extent_m, sv_size=sv_size)
 
 
@@ -370,7 +305,7 @@ def render_images(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Render every remote-sensing tile and street-view image of the index tables into `root`; return the tables of
     their true facts and their simulated captions (`caption_tables`)."""
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     root = Path(root)
     (root / schema.REMOTE_SENSING_DIR).mkdir(parents=True, exist_ok=True)
@@ -389,11 +324,14 @@ def render_images(
     records: list[tuple] = []
     try:
         if workers <= 1 or total < INLINE_RENDER_BELOW:
-            _init_worker(*init)
-            for batch in batches:
-                done, found = _render_batch(batch)
-                records += found
-                bar.update(done)
+            from threadpoolctl import threadpool_limits
+
+            with threadpool_limits(limits=1, user_api="blas"):  # as in the workers (`_init_worker`), then restored
+                _init_worker(*init)
+                for batch in batches:
+                    done, found = _render_batch(batch)
+                    records += found
+                    bar.update(done)
         else:
             import multiprocessing as mp
 

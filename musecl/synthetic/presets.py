@@ -31,7 +31,7 @@ class SyntheticCityConfig:
     noise_length_km: float = 0.8  # correlation length of the spatial noise in the latent fields
     noise_strength: float = 0.35  # weight of that noise relative to the structured part
     # ---- POIs ----------------------------------------------------------------------------------------------------
-    pois_per_region: float = 70.0  # city-wide mean number of POIs per region
+    pois_per_region: float = 140.0  # city-wide mean number of POIs per region (paper, New York: 71,893 / 517 = 139)
     # ---- mobility ------------------------------------------------------------------------------------------------
     n_trips: int = 80_000  # OD trips over one week (trips.parquet)
     trip_decay_km: float = 3.0  # gravity-model distance decay length
@@ -42,8 +42,10 @@ class SyntheticCityConfig:
     gps_noise_m: float = 8.0
     # ---- images --------------------------------------------------------------------------------------------------
     rs_size_px: int = 64
+    rs_per_region: int = 3  # remote-sensing tiles per region (paper: 3.7 Beijing, 2.1 Shanghai, 2.3 New York; mean 2.7)
     sv_size_px: int = 96
-    sv_per_region: float = 8.0  # city-wide mean number of street-view images per region (>= 1 everywhere)
+    sv_per_region: float = 10.0  # city-wide mean number of street-view images per region (>= 1 everywhere; paper:
+    # 16.1 Beijing, 10.4 Shanghai, 86.3 New York; the lowest, because every image costs trunk passes on the CPU)
     street_spacing_m: float = 160.0  # spacing of the street grid the street-view cameras stand on
 
 
@@ -125,6 +127,9 @@ def check_config(config: SyntheticCityConfig) -> None:
         raise ValueError(
             f"synthetic city config: gps_interval_s must be (a, b) with 0 < a <= b, got {config.gps_interval_s}"
         )
+    if isinstance(config.rs_per_region, bool) or int(config.rs_per_region) != config.rs_per_region \
+            or config.rs_per_region < 1:
+        raise ValueError(f"synthetic city config: rs_per_region must be an integer >= 1, got {config.rs_per_region!r}")
     if config.rs_size_px < 8:
         raise ValueError(f"synthetic city config: rs_size_px must be >= 8, got {config.rs_size_px}")
     if config.sv_size_px < 75:

@@ -56,7 +56,7 @@ def import_bundle(
     file system cannot link, or always with `link_images=False`). `dest` is replaced as a whole, and only once
     everything is written; on failure no partial folder is left behind.
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     from musecl.storage import atomic_dir
 

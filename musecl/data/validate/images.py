@@ -115,7 +115,7 @@ def decode_one(path: Path) -> tuple[str | None, int]:
 
 def decode_images(root: Path, paths: list[str], progress: bool, desc: str) -> list[tuple[str | None, int]]:
     """Decode each image once; Pillow releases the GIL while decoding, so a few threads help."""
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     if not paths:
         return []

@@ -1,0 +1,131 @@
+"""The `seeds` stage (notebooks/05c_training_seeds.ipynb): every trained representation trained again with other seeds.
+
+The main pipeline trains each representation once, with the training seed `t` (:func:`musecl.config.training_seed`).
+This stage trains all of them again with `t + k` for k = 1 .. `training_seeds.extra`, on the same city, pairs, image
+caches and captions, so that the evaluation can report mean ± std over training seeds × folds and pair its tests over
+both. One process does every run: the frozen image trunks (:mod:`musecl.encoders.trunk`) are computed once and shared by
+all runs and seeds, so an extra seed costs the training, not the trunk.
+
+What runs for each seed, in the pipeline's order: MuseCL's RS and SV encoders, Word2Vec on the POI text, every baseline
+run that trains (`baselines.runs` with training; frozen backbones and pixel statistics have no training seed), MuseCL's
+fusion, every fusion variant, and every image-text run (UrbanCLIP, UrbanLN and its ablations). Outputs of seed k:
+  <paths.work>/seeds/s<k>/embeddings/<name>.parquet   the embedding tables (same names as the main run's)
+  <paths.work>/seeds/s<k>/reports/                   the runs' reports and metrics files
+Checkpoints go to a scratch folder (<paths.work>/seeds_scratch) that an interrupted run resumes from and a finished
+run deletes: the embeddings are what the evaluation needs, and keeping 30 extra checkpoints would triple the DVC cache.
+"""
+from __future__ import annotations
+
+import copy
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+import pandas as pd
+
+from musecl.config import training_seed
+
+SEEDS_DIR, SCRATCH_DIR = "seeds", "seeds_scratch"
+STEPS = ("encoders", "poi_text", "baselines", "fusion", "variants", "imagetext")
+_KEYS = ("extra", "steps", "protocols")
+
+
+def settings(params: Mapping[str, Any]) -> dict[str, Any]:
+    """`training_seeds` with its defaults; unknown keys and steps are refused."""
+    cfg = dict(params.get("training_seeds") or {})
+    unknown = sorted(set(cfg) - set(_KEYS))
+    if unknown:
+        raise ValueError(f"params.yaml: training_seeds has unknown keys {unknown} (known: {list(_KEYS)})")
+    out = {"extra": int(cfg.get("extra", 0)), "steps": list(cfg.get("steps") or STEPS),
+           "protocols": list(cfg.get("protocols") or ["kfold"])}
+    bad = sorted(set(out["steps"]) - set(STEPS))
+    if bad:
+        raise ValueError(f"params.yaml: training_seeds.steps has unknown steps {bad} (known: {list(STEPS)})")
+    if out["extra"] < 0:
+        raise ValueError(f"params.yaml: training_seeds.extra must be >= 0, got {out['extra']}")
+    return out
+
+
+def extra_seeds(params: Mapping[str, Any]) -> list[int]:
+    """The seed indices k of the extra runs (1 .. extra); empty when the stage is off."""
+    return list(range(1, settings(params)["extra"] + 1))
+
+
+def seed_dir(params: Mapping[str, Any], k: int) -> Path:
+    return Path(params["paths"]["work"]) / SEEDS_DIR / f"s{k}"
+
+
+def seed_params(params: Mapping[str, Any], k: int) -> dict[str, Any]:
+    """The params of seed index k: training seed + k, embeddings/reports/variants under `seed_dir`, checkpoints in the
+    scratch folder; every input (bundle, pairs, image caches, captions) stays the main run's."""
+    out = copy.deepcopy(dict(params))
+    out["encoders"] = {**out["encoders"], "seed": training_seed(params) + k}
+    root = seed_dir(params, k)
+    out["paths"] = {**out["paths"], "embeddings": str(root / "embeddings"), "reports": str(root / "reports"),
+                    "variants": str(root / "variants"),
+                    "models": str(Path(params["paths"]["work"]) / SCRATCH_DIR / f"s{k}")}
+    return out
+
+
+def run_seed(params: Mapping[str, Any], k: int, bundle, progress: bool = False) -> pd.DataFrame:
+    """Train every selected step's representations with seed index k; one row per run (step, run, seconds)."""
+    from musecl.methods import City, FusedRegions, PoiText
+    from musecl.stages import baselines, encoders, imagetext, variants
+
+    p = seed_params(params, k)
+    steps = settings(params)["steps"]
+    rows = []
+
+    def timed(step: str, name: str, fn) -> None:
+        start = time.perf_counter()
+        fn()
+        rows.append({"seed": k, "training seed": p["encoders"]["seed"], "step": step, "run": name,
+                     "seconds": round(time.perf_counter() - start, 1)})
+        if progress:
+            print(f"seed {k}: {step} {name} in {rows[-1]['seconds']:.1f} s", flush=True)
+
+    city = City(p, bundle, progress=False)
+    if "encoders" in steps:
+        for m in ("rs", "sv"):
+            timed("encoders", m, lambda m=m: encoders.embed_encoders(city, encoders.train_encoders(city, [m])))
+    if "poi_text" in steps:
+        def text() -> None:
+            method = PoiText.from_params(p).fit(city)
+            method.write(method.fitted.regions.table, city)
+        timed("poi_text", "poi_text", text)
+    if "baselines" in steps:
+        for name in baselines.run_names(p):
+            if baselines.baseline_run(p, name).train:
+                timed("baselines", name, lambda name=name: baselines.execute_run(p, name, bundle, progress=False))
+    if "fusion" in steps:
+        def fuse() -> None:
+            method = FusedRegions("musecl", p["fusion"], rs="rs", sv="sv", text="poi_text").fit(city)
+            method.write(method.transform(city), city)
+        timed("fusion", "musecl", fuse)
+    if "variants" in steps:
+        for name in variants.variant_names(p):
+            timed("variants", name, lambda name=name: variants.run_variant(p, variants.fusion_variant(p, name), bundle))
+    if "imagetext" in steps and p.get("imagetext", {}).get("runs"):
+        timed("imagetext", "all runs", lambda: imagetext.run_all(p, bundle, progress=False))
+    return pd.DataFrame(rows)
+
+
+def run_all(params: Mapping[str, Any], bundle, progress: bool = True) -> pd.DataFrame:
+    """Every extra seed; the scratch checkpoints are deleted once all are done. One row per run."""
+    tables = [run_seed(params, k, bundle, progress) for k in extra_seeds(params)]
+    shutil.rmtree(Path(params["paths"]["work"]) / SCRATCH_DIR, ignore_errors=True)
+    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(
+        columns=["seed", "training seed", "step", "run", "seconds"])
+
+
+def written_tables(params: Mapping[str, Any]) -> pd.DataFrame:
+    """The embedding tables each extra seed wrote (rows: table name; columns: seed index; values: regions)."""
+    from musecl.embeddings import read_embeddings
+
+    out = {}
+    for k in extra_seeds(params):
+        folder = seed_dir(params, k) / "embeddings"
+        out[f"s{k}"] = {f.stem: len(read_embeddings(f)) for f in sorted(folder.glob("*.parquet"))
+                        if not f.stem.endswith("_attention")}
+    return pd.DataFrame(out)
