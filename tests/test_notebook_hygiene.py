@@ -50,7 +50,7 @@ def _noisy_notebook():
             new_output("execute_result", data={"text/plain": f"PosixPath('{ROOT}/reports/metrics.json')"},
                        execution_count=4),
         ]),
-        new_code_cell("loop()", outputs=[new_output("stream", name="stderr", text="line\n" * 20)]),
+        new_code_cell("loop()", outputs=[new_output("stream", name="stderr", text="line\n" * 30)]),
     ])
     nb.metadata["papermill"] = {"input_path": str(ROOT / "notebooks" / "noisy.ipynb"),
                                 "output_path": str(ROOT / "reports" / ".noisy.ipynb.g5pljy3g.tmp.ipynb"),
@@ -63,7 +63,7 @@ def test_hygiene_names_every_problem_and_its_cell():
     assert "parameters shown 2 times" in problems
     assert "cell 3" in problems and "carriage returns" in problems
     assert "TqdmWarning" in problems and "IProgress not found" in problems
-    assert "cell 4 (id" in problems and "20 stderr lines" in problems
+    assert "cell 4 (id" in problems and "30 stderr lines" in problems
     assert "temporary file name in papermill.output_path" in problems
     assert "absolute path" in problems and "environment_variables" in problems
 

@@ -10,9 +10,11 @@ What runs for each seed, in the pipeline's order: MuseCL's RS and SV encoders, W
 run that trains (`baselines.runs` with training; frozen backbones and pixel statistics have no training seed), MuseCL's
 fusion, every fusion variant, and every image-text run (UrbanCLIP, UrbanLN and its ablations). Outputs of seed k:
   <paths.work>/seeds/s<k>/embeddings/<name>.parquet   the embedding tables (same names as the main run's)
-  <paths.work>/seeds/s<k>/reports/                   the runs' reports and metrics files
-Checkpoints go to a scratch folder (<paths.work>/seeds_scratch) that an interrupted run resumes from and a finished
-run deletes: the embeddings are what the evaluation needs, and keeping 30 extra checkpoints would triple the DVC cache.
+  <paths.work>/seeds/s<k>/variants/                  the fusion variants' attention weights
+Checkpoints and the runs' reports (curves, metrics files with timings) go to a scratch folder
+(<paths.work>/seeds_scratch) that an interrupted run resumes from and a finished run deletes: the embeddings are what
+the evaluation needs, keeping 30 extra checkpoints would triple the DVC cache, and timings in the stage's output would
+make it differ on every run (and re-run the evaluation) although every table is the same.
 """
 from __future__ import annotations
 
@@ -57,14 +59,14 @@ def seed_dir(params: Mapping[str, Any], k: int) -> Path:
 
 
 def seed_params(params: Mapping[str, Any], k: int) -> dict[str, Any]:
-    """The params of seed index k: training seed + k, embeddings/reports/variants under `seed_dir`, checkpoints in the
-    scratch folder; every input (bundle, pairs, image caches, captions) stays the main run's."""
+    """The params of seed index k: training seed + k, embeddings and variants' attention under `seed_dir`, checkpoints
+    and reports in the scratch folder; every input (bundle, pairs, image caches, captions) stays the main run's."""
     out = copy.deepcopy(dict(params))
     out["encoders"] = {**out["encoders"], "seed": training_seed(params) + k}
     root = seed_dir(params, k)
-    out["paths"] = {**out["paths"], "embeddings": str(root / "embeddings"), "reports": str(root / "reports"),
-                    "variants": str(root / "variants"),
-                    "models": str(Path(params["paths"]["work"]) / SCRATCH_DIR / f"s{k}")}
+    scratch = Path(params["paths"]["work"]) / SCRATCH_DIR / f"s{k}"
+    out["paths"] = {**out["paths"], "embeddings": str(root / "embeddings"), "variants": str(root / "variants"),
+                    "reports": str(scratch / "reports"), "models": str(scratch / "models")}
     return out
 
 
