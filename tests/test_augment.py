@@ -1,15 +1,13 @@
 """Augmentation: the random-crop kinds (`crop`, `crop+rot90`) as a finite set of variants, so the frozen-trunk path
-(`musecl.encoders.trunk`) trains exactly what the pixel path trains; the rotation/flip kinds draw as before."""
+(`musecl.encoders.trunk`) trains exactly what the pixel path trains (the training run itself:
+tests/test_backbones.py); the rotation/flip kinds draw as before."""
 from __future__ import annotations
 
-from dataclasses import replace
-
-import numpy as np
 import pytest
 import torch
 from torch.nn import functional as F
 
-from musecl.encoders import ModelSpec, TrainConfig, cache_from_arrays, train_encoder
+from musecl.encoders import TrainConfig
 from musecl.encoders.augment import (CROP_FRACTION, CROP_POSITIONS, apply_augmentation, augment, draw_augmentation,
                                      variant_index, variants)
 
@@ -64,22 +62,3 @@ def test_config_accepts_the_crop_kinds():
     assert TrainConfig(augment="crop+rot90").augment == "crop+rot90"
     with pytest.raises(ValueError, match="crop\\+rot90"):
         TrainConfig(augment="crop+hflip")
-
-
-def test_trunk_cache_trains_what_the_pixel_path_trains_with_crops(tmp_path):
-    """crop+rot90: the cached-trunk run (24 variants per image) and the pixel run end alike."""
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 255, size=(24, 32, 32, 3), dtype=np.uint8)
-    cache = cache_from_arrays(images, [f"i{i}" for i in range(24)], [f"r{i // 3}" for i in range(24)], tmp_path / "c")
-    trip = np.stack([rng.permutation(24)[:3] for _ in range(40)])
-    spec = ModelSpec("efficientnet_lite0", embedding_dim=8, frozen_stages=7, normalize="half", input_size=32)
-    config = TrainConfig(model=spec, epochs=2, batch_size=8, augment="crop+rot90", seed=1, progress=False,
-                         bn_recalibration=16, select_by="val_loss")
-    cached = train_encoder(cache, trip, trip[:16], config, tmp_path / "cached")
-    pixels = train_encoder(cache, trip, trip[:16], replace(config, trunk_cache=False), tmp_path / "pixels")
-    x = torch.from_numpy(images[:5]).permute(0, 3, 1, 2).float() / 255
-    with torch.no_grad():
-        a, b = cached.model.eval()(x), pixels.model.eval()(x)
-    assert torch.allclose(a, b, atol=1e-3, rtol=1e-3), (a - b).abs().max()
-    assert np.allclose(cached.history["train_loss"].to_numpy()[1:], pixels.history["train_loss"].to_numpy()[1:],
-                       rtol=1e-3)

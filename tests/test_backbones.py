@@ -126,14 +126,15 @@ def test_augmentation_variants_match_the_pixel_augmentation(kind):
     assert table[0] == (False, 0)
 
 
-def test_trunk_cache_trains_what_the_pixel_path_trains(tmp_path):
+@pytest.mark.parametrize("kind", ["rot90+hflip", "crop+rot90"])  # 8 and 24 variants per image
+def test_trunk_cache_trains_what_the_pixel_path_trains(tmp_path, kind):
     """Same seed, same draws: the cached-trunk run and the run that recomputes the frozen stages end alike."""
     rng = np.random.default_rng(0)
     images = rng.integers(0, 255, size=(24, 32, 32, 3), dtype=np.uint8)
     cache = cache_from_arrays(images, [f"i{i}" for i in range(24)], [f"r{i // 3}" for i in range(24)], tmp_path / "c")
     trip = np.stack([rng.permutation(24)[:3] for _ in range(40)])
     spec = ModelSpec("efficientnet_lite0", embedding_dim=8, frozen_stages=7, normalize="half", input_size=32)
-    config = TrainConfig(model=spec, epochs=2, batch_size=8, augment="rot90+hflip", seed=1, progress=False,
+    config = TrainConfig(model=spec, epochs=2, batch_size=8, augment=kind, seed=1, progress=False,
                          bn_recalibration=16, select_by="val_loss")
     cached = train_encoder(cache, trip, trip[:16], config, tmp_path / "cached")
     pixels = train_encoder(cache, trip, trip[:16], replace(config, trunk_cache=False), tmp_path / "pixels")
