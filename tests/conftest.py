@@ -38,6 +38,7 @@ class TinyPipeline:
         paths = {key: str(workdir / key) for key in ("bundle", "work", "models", "reports")}
         self.overrides: dict[str, Any] = deep_merge(tiny, {"paths": paths})
         self.executed: dict[str, Path] = {}
+        self.allowed_paths: list[Path] = [workdir]  # temporary folders a test's notebooks may name (its own data)
 
     @property
     def paths(self) -> dict[str, Path]:
@@ -55,7 +56,7 @@ class TinyPipeline:
                     earlier, ROOT / "params.yaml", self.overrides, output=out, progress=False
                 )
                 # every executed notebook reads cleanly (the tiny data's own folder is the one path allowed)
-                problems = hygiene_problems(nbformat.read(out, as_version=4), allowed_paths=[self.workdir])
+                problems = hygiene_problems(nbformat.read(out, as_version=4), allowed_paths=self.allowed_paths)
                 assert not problems, f"{earlier}:\n  " + "\n  ".join(problems)
         return self.executed[name]
 

@@ -52,6 +52,7 @@ def built_city_pipeline(tmp_path_factory) -> TinyPipeline:
     config = example_inputs(root / "inputs", seed=0)
     pipeline = TinyPipeline(root / "pipeline")
     pipeline.overrides = deep_merge(pipeline.overrides, {"data": {"source": "build", "build_config": str(config)}})
+    pipeline.allowed_paths.append(root)  # the example inputs live beside the pipeline's folder
     return pipeline
 
 
