@@ -87,36 +87,52 @@ def run_seed(params: Mapping[str, Any], k: int, bundle, progress: bool = False) 
         if progress:
             print(f"seed {k}: {step} {name} in {rows[-1]['seconds']:.1f} s", flush=True)
 
+    from musecl.config import embeddings_dir
+    from musecl.embeddings import skipped_reason
+
+    def skipped(step: str, name: str) -> bool:
+        """The main run skipped this representation (the city lacks its modality): no extra seed either."""
+        reason = skipped_reason(embeddings_dir(params) / f"{name}.parquet")
+        if reason is not None:
+            print(f"seed {k}: {step} {name} not run: {reason}", flush=True)
+        return reason is not None
+
     city = City(p, bundle, progress=False)
     if "encoders" in steps:
         for m in ("rs", "sv"):
-            timed("encoders", m, lambda m=m: encoders.embed_encoders(city, encoders.train_encoders(city, [m])))
-    if "poi_text" in steps:
+            if not skipped("encoders", m):
+                timed("encoders", m, lambda m=m: encoders.embed_encoders(city, encoders.train_encoders(city, [m])))
+    if "poi_text" in steps and not skipped("poi_text", "poi_text"):
         def text() -> None:
             method = PoiText.from_params(p).fit(city)
             method.write(method.fitted.regions.table, city)
         timed("poi_text", "poi_text", text)
     if "baselines" in steps:
         for name in baselines.run_names(p):
-            if baselines.baseline_run(p, name).train:
+            if baselines.baseline_run(p, name).train and not skipped("baselines", name):
                 timed("baselines", name, lambda name=name: baselines.execute_run(p, name, bundle, progress=False))
-    if "fusion" in steps:
+    if "fusion" in steps and not skipped("fusion", "musecl"):
         def fuse() -> None:
             method = FusedRegions("musecl", p["fusion"], rs="rs", sv="sv", text="poi_text").fit(city)
             method.write(method.transform(city), city)
         timed("fusion", "musecl", fuse)
     if "variants" in steps:
-        for name in variants.variant_names(p):
+        for name in (n for n in variants.variant_names(p) if not skipped("variants", n)):
             timed("variants", name, lambda name=name: variants.run_variant(p, variants.fusion_variant(p, name), bundle))
     if "imagetext" in steps and p.get("imagetext", {}).get("runs"):
-        timed("imagetext", "all runs", lambda: imagetext.run_all(p, bundle, progress=False))
+        skip = {r.name: "main run skipped" for r in imagetext.runs(p) if skipped("imagetext", r.name)}
+        timed("imagetext", "all runs", lambda: imagetext.run_all(p, bundle, progress=False, skip=skip))
     return pd.DataFrame(rows)
 
 
 def run_all(params: Mapping[str, Any], bundle, progress: bool = True) -> pd.DataFrame:
-    """Every extra seed; the scratch checkpoints are deleted once all are done. One row per run."""
-    tables = [run_seed(params, k, bundle, progress) for k in extra_seeds(params)]
-    shutil.rmtree(Path(params["paths"]["work"]) / SCRATCH_DIR, ignore_errors=True)
+    """Every extra seed; each seed's scratch checkpoints are deleted once its runs are done. One row per run."""
+    scratch = Path(params["paths"]["work"]) / SCRATCH_DIR
+    tables = []
+    for k in extra_seeds(params):
+        tables.append(run_seed(params, k, bundle, progress))
+        shutil.rmtree(scratch / f"s{k}", ignore_errors=True)  # seed k's embeddings are written: its checkpoints go
+    shutil.rmtree(scratch, ignore_errors=True)
     return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(
         columns=["seed", "training seed", "step", "run", "seconds"])
 
