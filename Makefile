@@ -29,7 +29,7 @@ $(STAMP): $(LOCK) pyproject.toml
 	@touch $@
 
 repro: env
-	$(BIN)/dvc repro
+	DVC_NO_ANALYTICS=1 $(BIN)/dvc repro  # analytics and update check are also off in .dvc/config
 
 # The explorer's browser test (tests/test_explorer.py) drives Debian's chromium and chromium-driver: installed here
 # when absent (as root with apt-get), else a clear error.

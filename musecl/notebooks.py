@@ -21,6 +21,11 @@ The executed copy is kept clean (`clean_notebook`, checked by `hygiene_problems`
 
 The same notebook with the same parameters thus gives the same bytes apart from timings (papermill's timing fields,
 and times a cell prints itself, such as a progress bar's elapsed time).
+
+A failed run keeps what it executed: the notebook up to the failing cell (papermill's error cell at the top) goes to
+`<output stem>.failed.ipynb` beside the intended output, which is not written (so DVC sees the stage fail); the message
+on stderr names the file, and the next successful run removes it. A temporary notebook left by a killed run is removed
+at the next run (`musecl.storage.atomic_path`).
 """
 from __future__ import annotations
 
@@ -133,23 +138,56 @@ def run_notebook(
     if progress:
         hooks = TerminalProgress(source.stem)
         live = {"stderr_file": sys.stderr, "on_cell_start": hooks.start, "on_cell_executed": hooks.executed}
+    failed = failed_path(output)
     with atomic_path(output) as tmp:
-        pm.execute_notebook(
-            str(source),
-            str(tmp),
-            parameters=parameters,
-            kernel_name=KERNEL_NAME,
-            cwd=str(root),
-            progress_bar=False,  # the per-cell lines above replace papermill's cell counter
-            report_mode=False,
-            coalesce_streams=True,  # one stream output per cell and name, carriage returns applied
-            config=kernel_config(),
-            **live,
-        )
+        try:
+            pm.execute_notebook(
+                str(source),
+                str(tmp),
+                parameters=parameters,
+                kernel_name=KERNEL_NAME,
+                cwd=str(root),
+                progress_bar=False,  # the per-cell lines above replace papermill's cell counter
+                report_mode=False,
+                coalesce_streams=True,  # one stream output per cell and name, carriage returns applied
+                config=kernel_config(),
+                **live,
+            )
+        except Exception:
+            keep_failed(tmp, failed, root, source)
+            raise
         nb = nbformat.read(tmp, as_version=4)
         clean_notebook(nb, root, source, output)
         nbformat.write(nb, tmp)
+    failed.unlink(missing_ok=True)  # an earlier failure's notebook is stale now
     return output
+
+
+def failed_path(output: str | Path) -> Path:
+    """Where a failed run keeps its executed notebook: `<output stem>.failed.ipynb` beside the intended output."""
+    output = Path(output)
+    return output.with_name(f"{output.stem}.failed.ipynb")
+
+
+def keep_failed(tmp: Path, failed: Path, root: Path, source: Path) -> None:
+    """Keep the partial executed notebook of a failed run (papermill wrote it, error cell included) as `failed`,
+    cleaned like a finished one, and say where it is on stderr; the intended output is not written, so DVC sees the
+    stage fail. Nothing is kept when the kernel never wrote the notebook."""
+    import nbformat
+
+    if not tmp.is_file() or tmp.stat().st_size == 0:
+        return
+    try:
+        nb = nbformat.read(tmp, as_version=4)
+        clean_notebook(nb, root, source, failed)
+        nbformat.write(nb, tmp)
+    except Exception as exc:  # noqa: BLE001 -- keep the raw notebook rather than lose it
+        print(f"(the failed notebook could not be cleaned: {exc})", file=sys.stderr)
+    os.replace(tmp, failed)
+    inside = failed.absolute().is_relative_to(root) or failed.absolute().is_relative_to(root.resolve())
+    where = display_path(failed, root) if inside else str(failed.absolute())  # a path the reader can open
+    print(f"notebook {display_path(source, root)} failed; the executed notebook up to the error is kept in {where}",
+          file=sys.stderr)
 
 
 def display_path(path: str | Path, root: Path) -> str:
@@ -256,8 +294,8 @@ def hygiene_problems(nb, allowed_paths: Iterable[str | Path] = ()) -> list[str]:
     allowed = sorted({str(Path(p)) for p in allowed_paths}, key=len, reverse=True)
 
     def paths_in(text: str) -> list[str]:
-        for folder in allowed:
-            text = text.replace(folder, "<allowed>")
+        for folder in allowed:  # the allowed folder and the rest of a path inside it (e.g. <tmp>/work/embeddings/x)
+            text = re.sub(re.escape(folder) + r"""[^\s'"),;]*""", "<allowed>", text)
         return [text[max(0, m.start() - 30): m.end() + 30] for m in ABSOLUTE_PATH.finditer(text)]
 
     problems = []

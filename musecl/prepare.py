@@ -9,7 +9,6 @@ from typing import Any, Mapping
 import pandas as pd
 
 from musecl.data import CityBundle
-from musecl.data.schema import STREET_VIEW_FILE
 
 SOURCES = ("synthetic", "folder", "build")
 
@@ -44,7 +43,7 @@ def prepare_bundle(params: Mapping[str, Any], progress: bool = True) -> PrepareR
 
         synthetic = data.get("synthetic") or {}
         config = preset(synthetic.get("preset", "default"), **(synthetic.get("overrides") or {}))
-        details = generate_city(config, out, seed=seed, progress=progress)
+        details = generate_city(config, out, seed=seed, progress=progress, modalities=synthetic.get("modalities"))
         report = validate_bundle(out, bad_rows="error", progress=progress)
     elif source == "folder":
         folder = data.get("folder")
@@ -66,16 +65,33 @@ def prepare_bundle(params: Mapping[str, Any], progress: bool = True) -> PrepareR
 
 def dataset_statistics(bundle: CityBundle) -> pd.DataFrame:
     """The paper's dataset-statistics table for this bundle: regions, street-view and remote-sensing images, POIs."""
-    sv = pd.read_parquet(bundle.path(STREET_VIEW_FILE), columns=["image_id"])
+    def rows(table: str, column: str) -> int:  # 0 for a modality the city does not have
+        return len(bundle.read(table, columns=[column])) if bundle.has(table) else 0
+
     return pd.DataFrame(
         {
             "regions": [len(bundle.regions())],
-            "street_view_images": [len(sv)],
-            "remote_sensing_images": [len(bundle.read("remote_sensing", columns=["image_id"]))],
-            "poi_records": [len(bundle.read("pois", columns=["poi_id"]))],
+            "street_view_images": [rows("street_view", "image_id")],
+            "remote_sensing_images": [rows("remote_sensing", "image_id")],
+            "poi_records": [rows("pois", "poi_id")],
         },
         index=pd.Index([bundle.name], name="city"),
     )
+
+
+def modality_table(bundle: CityBundle) -> pd.DataFrame:
+    """Which of the four modalities the city has, their files, and what the later stages do without a missing one
+    (docs/data_format.md, "Modalities")."""
+    from musecl.data import schema
+
+    without = {"rs": "RS encoder, RS baselines and image-text on tiles skipped; MuseCL fusion skipped",
+               "sv": "SV encoder, SV baselines and image-text on street view skipped; MuseCL fusion skipped",
+               "poi": "RS positives from geographic neighbours; POI text (04) and MuseCL fusion skipped",
+               "mobility": "SV positives from geographic neighbours"}
+    return pd.DataFrame(
+        [{"modality": m, "what": schema.MODALITY_NAMES[m], "files": schema.modality_files(m),
+          "present": m in bundle.modalities, "without it": "" if m in bundle.modalities else without[m]}
+         for m in schema.MODALITIES]).set_index("modality")
 
 
 def statistics_beside_paper(ours: pd.DataFrame, paper_csv: str | Path) -> pd.DataFrame:

@@ -1,18 +1,38 @@
 """Atomic writes: every artifact is written under a temporary name and renamed into place when complete.
 
-An interrupted run therefore never leaves a half-written file (or bundle folder) that looks complete.
+An interrupted run therefore never leaves a half-written file (or bundle folder) that looks complete. A killed process
+(SIGKILL, power loss) cannot remove its temporary file at the time, so the next write of the same path does: before
+writing `X`, `atomic_path` removes `.X.XXXXXXXX.tmp<suffix>` files (and `atomic_dir` `.X.XXXXXXXX.partial` folders)
+last modified before this process imported the module; temporaries of writes still running in other, newer processes
+are left alone. Reading back: `load_torch` names the file and the cause when a torch file cannot be read
+(`CorruptFileError`), and `set_aside` renames such a file to `NAME.corrupt-N` (never over an earlier one).
 """
 from __future__ import annotations
 
+import glob
 import json
 import os
+import re
 import shutil
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
 import pandas as pd
+
+
+PROCESS_STARTED = time.time()  # temporaries last modified before this are left by an earlier (killed) process
+TEMP_SUFFIX, PARTIAL_SUFFIX = ".tmp", ".partial"
+
+
+class CorruptFileError(ValueError):
+    """A file that exists but cannot be read back (truncated, overwritten, a record missing): names file and cause."""
+
+    def __init__(self, path: str | Path, cause: str, advice: str = "") -> None:
+        self.path, self.cause = Path(path), cause
+        super().__init__(f"{path} is corrupt or unreadable ({cause})" + (f": {advice}" if advice else ""))
 
 
 def _umask() -> int:
@@ -26,7 +46,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path next to `path`; on success it is renamed onto `path`, on error it is removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    remove_stale_temporaries(path, f"{TEMP_SUFFIX}{path.suffix}")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f"{TEMP_SUFFIX}{path.suffix}", dir=path.parent)
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; published files get the usual permissions
     tmp_path = Path(tmp)
@@ -43,7 +64,8 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Yield an empty temporary folder next to `path`; on success it replaces `path` as a whole."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+    remove_stale_temporaries(path, PARTIAL_SUFFIX)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=PARTIAL_SUFFIX, dir=path.parent))
     os.chmod(tmp, 0o777 & ~_umask())
     try:
         yield tmp
@@ -59,6 +81,65 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
+
+
+def remove_stale_temporaries(path: str | Path, suffix: str) -> list[Path]:
+    """Remove the temporaries of `path` that a killed write left: `.NAME.XXXXXXXX<suffix>` (tempfile's naming as used
+    by `atomic_path`/`atomic_dir`, e.g. `.best.pt.k3j9x_2a.tmp.pt`; papermill's `.NAME.ipynb.XXXXXXXX.tmp.ipynb` is one)
+    last modified before this process started (`PROCESS_STARTED`). Returns the removed paths."""
+    path = Path(path)
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.[a-z0-9_]{{8}}{re.escape(suffix)}")
+    removed = []
+    for candidate in path.parent.glob(f".{glob.escape(path.name)}.*{glob.escape(suffix)}"):
+        try:
+            if not pattern.fullmatch(candidate.name) or candidate.lstat().st_mtime >= PROCESS_STARTED:
+                continue
+            if candidate.is_dir() and not candidate.is_symlink():
+                shutil.rmtree(candidate)
+            else:
+                candidate.unlink()
+        except FileNotFoundError:  # another process cleaned it first
+            continue
+        removed.append(candidate)
+    return removed
+
+
+def set_aside(path: str | Path, label: str = "corrupt") -> Path:
+    """Rename `path` to `NAME.<label>-N` beside it, N the first number not taken (an earlier one is never
+    overwritten); returns the new path."""
+    path = Path(path)
+    n = 1
+    while (target := path.with_name(f"{path.name}.{label}-{n}")).exists() or target.is_symlink():
+        n += 1
+    os.rename(path, target)
+    return target
+
+
+def load_torch(path: str | Path, map_location: str = "cpu", weights_only: bool = True) -> Any:
+    """`torch.load(path)`, raising `CorruptFileError` (naming the file and the cause) when the file exists but cannot
+    be read: truncated, random bytes, a zip archive with a record missing. A missing file stays FileNotFoundError."""
+    import torch  # lazy, as in save_torch
+
+    path = Path(path)
+    try:
+        return torch.load(path, map_location=map_location, weights_only=weights_only)
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        raise
+    except Exception as exc:  # torch raises RuntimeError, UnpicklingError, EOFError, ... for unreadable files
+        cause = "empty file (0 bytes)" if path.stat().st_size == 0 else _load_failure(exc)
+        raise CorruptFileError(path, cause) from exc
+
+
+def _load_failure(exc: Exception) -> str:
+    """The cause of a failed torch.load in one line: the exception type and its first sentence (for the weights-only
+    unpickler, its actual complaint rather than the advice to load untrusted code)."""
+    text = str(exc).strip()
+    if "WeightsUnpickler error:" in text:
+        detail = text.split("WeightsUnpickler error:", 1)[1].strip().splitlines()
+        text = f"not a torch file ({detail[0].strip() if detail else 'unpickling failed'})"
+    else:
+        text = re.split(r"(?<=[^.])\. |\n", text, maxsplit=1)[0].rstrip(".")
+    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
 
 
 def write_parquet(df: pd.DataFrame, path: str | Path) -> None:

@@ -193,7 +193,7 @@ def test_region_embeddings_reuse_the_trunk_and_match_the_full_forward_pass(tmp_p
     assert np.allclose(reused, full, atol=1e-5)
 
 
-def test_trunk_kept_on_disk_is_loaded_by_the_next_process_and_trains_alike(tmp_path):
+def test_trunk_kept_on_disk_is_loaded_by_the_next_process_and_trains_alike(tmp_path, capsys):
     """A trunk written to `trunk_dir` is loaded (not recomputed) after the process memo is gone, and the run trained on
     it ends with the same weights as the run that computed it."""
     from musecl.encoders import trunk
@@ -216,3 +216,11 @@ def test_trunk_kept_on_disk_is_loaded_by_the_next_process_and_trains_alike(tmp_p
     for name, tensor in first.model.state_dict().items():
         assert torch.equal(tensor, second.model.state_dict()[name]), name
     assert config.fingerprint() == replace(config, trunk_dir=None).fingerprint()  # a runtime-only setting
+    # a corrupt trunk file (a kill from outside, a full disk) is named, computed again and rewritten, never trusted
+    saved[0].write_bytes(saved[0].read_bytes()[:1000])
+    trunk._MEMO.clear()
+    third = train_encoder(cache, trip, trip[:4], config, tmp_path / "c")
+    assert "is corrupt or unreadable" in capsys.readouterr().err
+    assert saved[0].stat().st_size > 1000
+    for name, tensor in first.model.state_dict().items():
+        assert torch.equal(tensor, third.model.state_dict()[name]), name

@@ -186,7 +186,7 @@ def test_registry_builds_combined_tables_and_names_missing_inputs(tmp_path):
     assert reg.load("Concat").shape == (5, 10)
     with pytest.raises(ValueError, match="equal dimensions"):
         reg.load("Bad")
-    with pytest.raises(RepresentationMissing, match=r"musecl\.parquet \(made by stage `fusion`"):
+    with pytest.raises(RepresentationMissing, match=r"musecl\.parquet \(not in the embeddings folder; made by stage `fusion`"):
         reg.load("MuseCL")
     features, status = reg.load_available(["Add", "MuseCL"])
     assert list(features) == ["Add"] and status.set_index("method").loc["MuseCL", "available"] == False  # noqa: E712

@@ -147,8 +147,6 @@ def test_valid_bundle_validates_cleanly(tmp_path, parts):
 
 # ---- files and columns --------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("part,expected", [
-    ("pois", "pois.parquet: missing (expected the pois table with columns ['poi_id', 'lon', 'lat', 'category', 'name'])"),
-    ("street_view", "street_view.parquet: missing (expected the street-view table with columns ['image_id', 'path', "),
     ("indicators", "indicators.parquet: missing (expected the indicators table with columns ['region_id'])"),
     ("boundary", "boundary.geojson: missing (expected a GeoJSON file with the city's (Multi)Polygon boundary"),
     ("meta", "city.json: missing (expected a JSON object with keys ['name', 'h3_resolution', 'indicators'])"),
@@ -158,12 +156,29 @@ def test_missing_file(tmp_path, parts, part, expected):
     assert any(e.startswith(expected) for e in errors_of(write_bundle(tmp_path / "city", parts)))
 
 
-def test_missing_mobility_and_city_keys(tmp_path, parts):
-    parts["trips"] = None
+@pytest.mark.parametrize("missing,modality", [("pois", "poi (pois.parquet)"),
+                                              ("street_view", "sv (street_view.parquet)"),
+                                              ("trips", "mobility (trips.parquet")])
+def test_a_missing_modality_is_a_warning_that_names_it(tmp_path, parts, missing, modality):
+    parts[missing] = None
+    report = validate_bundle(write_bundle(tmp_path / "city", parts), progress=False)
+    assert report.ok and report.errors == []
+    warning = only(report.warnings, "modalities: the city has")
+    assert f"missing {modality}" in warning and "skipped" in warning
+    assert ("fall back to geographic neighbours" in warning) == (missing != "street_view")
+
+
+def test_no_modality_at_all_is_an_error(tmp_path, parts):
+    for part in ("pois", "trips", "remote_sensing", "street_view"):
+        parts[part] = None
+    for rel in list(parts["images"]):
+        del parts["images"][rel]
+    only(errors_of(write_bundle(tmp_path / "city", parts)), "no modality:", "expected at least one of the modalities")
+
+
+def test_missing_city_keys(tmp_path, parts):
     del parts["meta"]["h3_resolution"]
-    errors = errors_of(write_bundle(tmp_path / "city", parts))
-    only(errors, "trips.parquet / trajectories.parquet: both missing", "expected at least one")
-    only(errors, "city.json: missing key 'h3_resolution'", "expected keys")
+    only(errors_of(write_bundle(tmp_path / "city", parts)), "city.json: missing key 'h3_resolution'", "expected keys")
 
 
 def test_unreadable_table(tmp_path, parts):

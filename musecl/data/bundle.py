@@ -13,6 +13,7 @@ import pandas as pd
 from PIL import Image
 
 from musecl.data import schema
+from musecl.data.images import to_rgb8
 from musecl.data.schema import REGION_ID
 
 
@@ -60,12 +61,37 @@ class CityBundle:
     def has(self, table: str) -> bool:
         return self.path(schema.TABLES[table].file).is_file()
 
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        """The modalities this city has, in the order rs, sv, poi, mobility (`schema.MODALITIES`): a modality is
+        present when one of its tables is (mobility: trips.parquet and/or trajectories.parquet)."""
+        return tuple(m for m, tables in schema.MODALITIES.items() if any(self.has(t) for t in tables))
+
+    def has_modality(self, modality: str) -> bool:
+        if modality not in schema.MODALITIES:
+            raise ValueError(f"unknown modality {modality!r}; expected one of {list(schema.MODALITIES)}")
+        return modality in self.modalities
+
+    def missing_modalities(self) -> tuple[str, ...]:
+        return tuple(m for m in schema.MODALITIES if m not in self.modalities)
+
+    def require_modality(self, modality: str, needed_by: str = "") -> None:
+        """Raise a BundleError naming the modality and its file(s) when the city lacks `modality`."""
+        if not self.has_modality(modality):
+            who = f" ({needed_by} needs it)" if needed_by else ""
+            raise BundleError(f"{self.root}: the city has no {schema.MODALITY_NAMES[modality]} (modality "
+                              f"'{modality}': {schema.modality_files(modality)} absent){who}; the city's modalities "
+                              f"are {list(self.modalities)}")
+
     # ---- tables ------------------------------------------------------------------------------------------------
     def read(self, table: str, columns: list[str] | None = None) -> pd.DataFrame:
         """Read one of the bundle's tables (`schema.TABLES` keys) as a DataFrame."""
         spec = schema.TABLES[table]
         path = self.path(spec.file)
         if not path.is_file():
+            modality = next((m for m, tables in schema.MODALITIES.items() if table in tables), None)
+            if modality is not None and modality != "mobility":
+                self.require_modality(modality, needed_by=f"reading the {table} table")
             raise BundleError(f"{path}: missing ({table} table; columns {spec.required_columns})")
         try:
             return pd.read_parquet(path, columns=columns)
@@ -128,11 +154,11 @@ class CityBundle:
         return {name: str(spec.get("transform", "identity")) for name, spec in specs.items()}
 
     def image(self, relative_path: str) -> np.ndarray:
-        """An image of the bundle as an RGB uint8 array (H, W, 3)."""
+        """An image of the bundle as an RGB uint8 array (H, W, 3); high-depth images scaled, not clipped (`to_rgb8`)."""
         path = self.root / relative_path
         try:
             with Image.open(path) as img:
-                return np.asarray(img.convert("RGB"))
+                return np.asarray(to_rgb8(img))
         except FileNotFoundError as err:
             raise BundleError(f"{path}: image file missing") from err
         except Exception as err:

@@ -16,12 +16,12 @@ FORMAT_VERSION = 1
 CITY_FILE = "city.json"  # metadata (name, h3_resolution, indicator transforms, provenance)
 BOUNDARY_FILE = "boundary.geojson"  # one (Multi)Polygon feature, WGS84
 REGIONS_FILE = "regions.parquet"  # GeoParquet, one row per H3 cell
-POIS_FILE = "pois.parquet"
-TRIPS_FILE = "trips.parquet"  # optional (at least one of trips / trajectories)
+POIS_FILE = "pois.parquet"  # optional (the `poi` modality)
+TRIPS_FILE = "trips.parquet"  # optional (the `mobility` modality: trips and/or trajectories)
 TRAJECTORIES_FILE = "trajectories.parquet"  # optional
 INDICATORS_FILE = "indicators.parquet"
-REMOTE_SENSING_FILE = "remote_sensing.parquet"  # image index
-STREET_VIEW_FILE = "street_view.parquet"  # image index
+REMOTE_SENSING_FILE = "remote_sensing.parquet"  # image index (optional: the `rs` modality)
+STREET_VIEW_FILE = "street_view.parquet"  # image index (optional: the `sv` modality)
 LATENTS_FILE = "latents.parquet"  # synthetic cities only: the ground-truth latent variables per region
 CAPTIONS_FILE = "captions.parquet"  # optional: captions of the images (one row per image and captioner)
 SCENE_FACTS_FILE = "scene_facts.parquet"  # synthetic cities only: the true facts of every image
@@ -71,6 +71,7 @@ POIS = Table(
         Column("n_comments", "int", "number of review comments of the POI", required=False),
     ),
     unique=("poi_id",),
+    required=False,
 )
 TRIPS = Table(
     TRIPS_FILE,
@@ -104,6 +105,7 @@ REMOTE_SENSING = Table(
         Column("path", "str", f"image path relative to the bundle, under {REMOTE_SENSING_DIR}/"),
     ),
     unique=("image_id",),
+    required=False,
 )
 STREET_VIEW = Table(
     STREET_VIEW_FILE,
@@ -115,6 +117,7 @@ STREET_VIEW = Table(
         Column("heading", "float", "camera heading in degrees clockwise from north, [0, 360)", required=False),
     ),
     unique=("image_id",),
+    required=False,
 )
 INDICATORS = Table(
     INDICATORS_FILE,
@@ -164,6 +167,23 @@ TABLES: dict[str, Table] = {
     "captions": CAPTIONS,
     "scene_facts": SCENE_FACTS,
 }
+
+# The four modalities a city may have, any non-empty combination of them (docs/data_format.md, "Modalities"): the
+# tables that carry each one (mobility: trips and/or trajectories) and how messages name it. Regions and indicators are
+# always required.
+MODALITIES: dict[str, tuple[str, ...]] = {
+    "rs": ("remote_sensing",),
+    "sv": ("street_view",),
+    "poi": ("pois",),
+    "mobility": ("trips", "trajectories"),
+}
+MODALITY_NAMES = {"rs": "remote-sensing tiles", "sv": "street-view images", "poi": "POIs", "mobility": "mobility"}
+
+
+def modality_files(modality: str) -> str:
+    """The file(s) of a modality as messages name them, e.g. 'trips.parquet / trajectories.parquet'."""
+    return " / ".join(TABLES[t].file for t in MODALITIES[modality])
+
 
 # The paper's indicators (MuseCL Tables 1-2). A bundle may carry any subset and others; city.json names the transform
 # applied before regression ("log1p" for all of these, as the paper's RMSE scale implies).

@@ -129,10 +129,12 @@ def _target_shape(sizes: list[tuple[int, int]], image_size: int) -> tuple[int, i
 
 
 def _load_one(path: Path, shape: tuple[int, int]) -> np.ndarray:
+    from musecl.data.images import to_rgb8  # high-depth images scaled to 8 bits, never clipped
+
     height, width = shape
     try:
         with Image.open(path) as img:
-            img = img.convert("RGB")
+            img = to_rgb8(img)
             w, h = img.size
             target = width / height
             if abs(w / h - target) > 1e-3:  # centre-crop to the cache's aspect ratio
@@ -147,7 +149,7 @@ def _load_one(path: Path, shape: tuple[int, int]) -> np.ndarray:
             return np.asarray(img, dtype=np.uint8)
     except FileNotFoundError as err:
         raise FileNotFoundError(f"{path}: image file missing") from err
-    except OSError as err:
+    except (OSError, ValueError) as err:  # ValueError: a float image outside [0, 1] (musecl.data.images.to_rgb8)
         raise ValueError(f"{path}: cannot decode image ({err})") from err
 
 

@@ -113,7 +113,7 @@ def _checked_rows(
 
 def _initial_state(run: _Run, fingerprint: dict[str, Any]) -> _State:
     """A freshly initialised model (from the seed) with its optimiser and scheduler, resumed from `last.pt` when that
-    was written for the same inputs and settings."""
+    was written for the same inputs and settings (and it and `best.pt` can be read; a corrupt one is set aside)."""
     config = run.config
     model = build_encoder(config.model, seed=config.seed)
     if run.channels_last:
@@ -124,7 +124,12 @@ def _initial_state(run: _Run, fingerprint: dict[str, Any]) -> _State:
     )
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_step_epochs, gamma=config.lr_gamma)
     state = _State(model, optimizer, scheduler, [], {"epoch": 0, "metric": float("nan")}, 1)
+    # the main process reads first and sets a corrupt checkpoint aside; the others then read what it left
+    if not run.dctx.main:
+        run.dctx.barrier()
     saved = resume_state(run.out_dir / LAST, fingerprint, announce=run.dctx.main)
+    if run.dctx.main:
+        run.dctx.barrier()
     if saved is not None:
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])

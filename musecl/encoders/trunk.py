@@ -13,6 +13,7 @@ pixels (up to floating-point summation order), at the cost of the top stages onl
 from __future__ import annotations
 
 import hashlib
+import sys
 from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
@@ -141,9 +142,15 @@ def trunk_features(model: "ImageEncoder", source: ImageSource, augment: str, bat
         _MEMO.move_to_end(key)
         return found
     path = None if disk_dir is None else Path(disk_dir) / f"{key}-{augment.replace('+', '_')}.pt"
+    features = None
     if path is not None and path.is_file():
-        features = TrunkFeatures.from_store(torch.load(path, map_location=device, weights_only=True), augment, device)
-    else:
+        from musecl.storage import CorruptFileError, load_torch
+
+        try:
+            features = TrunkFeatures.from_store(load_torch(path, map_location=device), augment, device)
+        except CorruptFileError as exc:  # a cache: computed again (and rewritten) rather than trusted
+            print(f"{exc}; the trunk features are computed again", file=sys.stderr)
+    if features is None:
         features = TrunkFeatures(model, source, np.arange(len(source.cache)), augment, batch_size, device, precision,
                                  progress)
         if path is not None:

@@ -6,6 +6,8 @@
 * :mod:`~musecl.evaluation.representations`: the registry of compared representations (params.yaml entries).
 * :mod:`~musecl.evaluation.protocol`: every representation × protocol × indicator × regressor on shared folds.
 * :mod:`~musecl.evaluation.stats`: mean ± std, paired tests against the best baseline, the paper's improvement.
+* :mod:`~musecl.evaluation.skipped`: what was not run and why (skipped representations, protocols a small city
+  cannot split, undefined fold scores), as warnings and table notes.
 * :mod:`~musecl.evaluation.checks`: flags for a representation above the oracle ceiling and for blown-up folds.
 * :mod:`~musecl.evaluation.tables` / :mod:`~musecl.evaluation.figures`: the paper's Tables 1-2 and the figures.
 * :mod:`~musecl.evaluation.store`: where results live; metrics.json for DVC.
@@ -20,6 +22,7 @@ from musecl.evaluation.regressors import MLPConfig, MLPJob, fit_predict_mlp, fit
 from musecl.evaluation.representations import (
     RepresentationMissing,
     RepresentationRegistry,
+    RepresentationSkipped,
     RepresentationSpec,
     register_source,
 )
@@ -36,6 +39,7 @@ __all__ = [
     "ProtocolSpec",
     "RepresentationMissing",
     "RepresentationRegistry",
+    "RepresentationSkipped",
     "RepresentationSpec",
     "SplitSpec",
     "compare_to_best_baseline",

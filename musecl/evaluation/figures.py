@@ -5,6 +5,7 @@ so notebook 07 regenerates all of them without training anything. matplotlib and
 """
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -71,12 +72,14 @@ def metric_bars(
     ceiling: str | None = None,
     floors: Sequence[str] | None = None,
     r2_min: float = -1.0,
+    not_run: Mapping[str, str] | None = None,
 ) -> Any:
     """One small panel per indicator, the methods as rows grouped as references / baselines / ours / ablations (each
     group best first), a bar per method (mean, whisker = std over repeats × folds) in its fixed colour
     (:func:`musecl.plots.method_colors`), the ceiling (e.g. the Oracle) and the best floor (e.g. the pixel statistics)
     as vertical lines across every row. An R² mean below `r2_min` is drawn to the axis limit, marked with a triangle
-    and written out beside it, so no value is cut silently."""
+    and written out beside it, so no value is cut silently. Representations of `not_run` ({method: reason}: skipped
+    in this city) are named under the panels, with the reason."""
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
@@ -158,6 +161,12 @@ def metric_bars(
     first.set_ylim(y - 0.2, -0.8)
     codes = "; ".join(f"{indicator_label(i)} {i.replace('_', ' ')}" for i in indicators if indicator_label(i) != i)
     axis_text = f"{METRIC_LABELS[metric]} (bar: mean, whisker: ± std over (training seeds ×) repeats × folds)" + (f"\n{codes}" if codes else "")
+    if not_run:  # one line per reason, wrapped to the panels' width
+        by_reason: dict[str, list[str]] = {}
+        for m, why in not_run.items():
+            by_reason.setdefault(why, []).append(m)
+        axis_text += "".join("\n" + textwrap.fill(f"not run ({why}): {', '.join(ms)}", width=max(60, 20 * len(indicators)))
+                             for why, ms in by_reason.items())
     fig.suptitle(title or f"{METRIC_LABELS[metric]} per indicator: {protocol} protocol, {regressor}",
                  fontsize=FONT + 1, fontweight="bold")
     handles = []
@@ -183,13 +192,16 @@ def ablation_bars(
     protocol: str,
     regressor: str,
     metric: str = "r2",
+    not_run: Mapping[str, str] | None = None,
 ) -> Any:
-    """R² of the ablation set (ours and its variants, and the component baselines listed) per indicator."""
+    """R² of the ablation set (ours and its variants, and the component baselines listed) per indicator; those of
+    `not_run` ({method: reason}) are named under the panels."""
     present = [m for m in methods if m in set(summary["method"])]
     if not present:
         raise ValueError(f"none of the ablation methods {list(methods)} has results")
     return metric_bars(summary, roles, protocol, regressor, metric, present,
-                       title=f"Ablations: {METRIC_LABELS[metric]} ({protocol} protocol, {regressor})")
+                       title=f"Ablations: {METRIC_LABELS[metric]} ({protocol} protocol, {regressor})",
+                       not_run=not_run)
 
 
 def predicted_vs_true(

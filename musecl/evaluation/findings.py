@@ -177,14 +177,37 @@ def evaluation_findings(
     ceiling: str | None = None,
     floors: Sequence[str] | None = None,
     alpha: float = 0.05,
+    not_run: Mapping[str, str] | None = None,
 ) -> str:
     """The "What this shows" of the evaluation, as a Markdown list: :func:`robust_findings` for `robust`
     (`evaluation.figures.robust`: protocol and regressor) and :func:`target_scaling_findings` for the protocol of
-    `paper` (`evaluation.figures.headline`), when given."""
-    lines = robust_findings(results, roles, robust["protocol"], robust["regressor"], ceiling, floors, alpha)
+    `paper` (`evaluation.figures.headline`), when given; then what was not run (`not_run`: {method: reason},
+    :func:`musecl.evaluation.skipped.not_run_of`). When ours was not run, the robust part ranks what was."""
+    not_run = dict(not_run or {})
+    ours = [m for m, r in roles.items() if r == "ours"]
+    if ours and ours[0] in not_run:
+        lines = [_without_ours(results, roles, robust["protocol"], robust["regressor"], ours[0], not_run[ours[0]])]
+    else:
+        lines = robust_findings(results, roles, robust["protocol"], robust["regressor"], ceiling, floors, alpha)
     if paper is not None:
         lines += target_scaling_findings(results, roles, paper["protocol"])
+    if not_run:
+        lines.append(f"Not run in this city ({len(not_run)} representation{'s' * (len(not_run) != 1)}, left out of "
+                     "every table's numbers): " + "; ".join(f"{m} ({why})" for m, why in not_run.items()) + ".")
     return "\n".join(f"- {line}" for line in lines)
+
+
+def _without_ours(results: pd.DataFrame, roles: Mapping[str, str], protocol: str, regressor: str, ours: str,
+                  reason: str) -> str:
+    """The robust finding when ours was not run: which evaluated representation leads on the mean R²."""
+    part = _combo(results, protocol, regressor)
+    summary = part.groupby(["method", "indicator"], sort=False)["r2"].mean().rename("r2_mean").reset_index()
+    table = mean_r2_table(summary.assign(protocol=protocol, regressor=regressor), roles, protocol, regressor)
+    compared = table[table["role"] != "reference"].sort_values("mean_r2", ascending=False, kind="stable")
+    lead = (f"; the best of the {len(compared)} evaluated non-reference representations on the mean R² over the "
+            f"indicators is {compared.iloc[0]['method']} ({compared.iloc[0]['mean_r2']:.3f})" if len(compared) else "")
+    return (f"**{protocol} protocol, {regressor}** (means over {averaged_over(part)}): {ours} (ours) was not run "
+            f"({reason}), so nothing is compared against it{lead}.")
 
 
 def sensitivity_findings(

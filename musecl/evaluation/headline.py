@@ -51,14 +51,21 @@ def headline_metrics(
     regressor: str,
     ceiling: str | None = None,
     floors: Sequence[str] | None = None,
+    not_run: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """A handful of numbers, each a mean R² over the indicators rounded to 4 decimals: `ours`, `best_baseline` (the
     baseline with the highest mean, named in `best_name`), `oracle` (the ceiling: `evaluation.checks.ceiling`, default
     the best reference row), `floor` (the best other reference row: the pixel statistics), `gap_best` and `gap_oracle`
-    (ours minus each), and `rank`, ours' place among ours and the baselines ("1/16" = best). Missing rows give null."""
+    (ours minus each), and `rank`, ours' place among ours and the baselines ("1/16" = best). Missing rows give null.
+    When ours is in `not_run` ({method: reason}: skipped in this city) its numbers are null and `rank` says
+    "not run: <reason>"."""
     table = mean_r2_table(summary, roles, protocol, regressor)
     means = table.set_index("method")["mean_r2"]
     ours = [m for m in table["method"] if roles.get(m) == "ours"]
+    skipped = [m for m, r in roles.items() if r == "ours" and m in (not_run or {})]
+    if not ours and skipped:
+        means[skipped[0]] = float("nan")
+        ours = skipped
     if not ours:
         raise ValueError("headline: no evaluated representation has role 'ours' (evaluation.representations)")
     ours = ours[0]
@@ -76,7 +83,8 @@ def headline_metrics(
         return round(a - b, 4) if a is not None and b is not None else None
 
     compared = table[table["role"].isin(["ours", "baseline"])].sort_values("mean_r2", ascending=False, kind="stable")
-    rank = list(compared["method"]).index(ours) + 1
+    rank = f"{list(compared['method']).index(ours) + 1}/{len(compared)}" if ours in set(compared["method"]) else (
+        f"not run: {(not_run or {})[ours]}")
     # flat, short keys: `dvc metrics show` prints one column per key and must fit a terminal (< 120 characters)
     return {
         "ours": value(ours),
@@ -86,7 +94,7 @@ def headline_metrics(
         "floor": value(floor),
         "gap_best": gap(best),
         "gap_oracle": gap(ceiling),
-        "rank": f"{rank}/{len(compared)}",
+        "rank": rank,
     }
 
 
@@ -97,8 +105,10 @@ def headline_markdown(metrics: Mapping[str, Any], table: pd.DataFrame, ours: str
         return "n/a" if x is None else f"{x:.3f}"
 
     m = metrics
-    text = (f"Mean R² over the indicators ({protocol} protocol, {regressor}): **{ours} {num(m['ours'])}**, rank "
-            f"{m['rank']} among {ours} and the baselines; best baseline {m['best_name']} {num(m['best_baseline'])} "
+    standing = (f"rank {m['rank']} among {ours} and the baselines" if not str(m["rank"]).startswith("not run")
+                else str(m["rank"]))
+    text = (f"Mean R² over the indicators ({protocol} protocol, {regressor}): **{ours} {num(m['ours'])}**, "
+            f"{standing}; best baseline {m['best_name']} {num(m['best_baseline'])} "
             f"(gap {num(m['gap_best'])}); ceiling {num(m['oracle'])} (gap {num(m['gap_oracle'])}); best floor "
             f"{num(m['floor'])}.")
     rows = table.assign(mean_r2=table["mean_r2"].map(lambda v: f"{v:.3f}"))

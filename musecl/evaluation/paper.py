@@ -1,7 +1,9 @@
 """Regenerate every table and figure of the evaluation from stored results (notebook 07): nothing is trained here.
 
 Roles (ours / baseline / variant / reference) and paper names come from the stored representation status of the run,
-so the tables always describe what was actually evaluated.
+so the tables always describe what was actually evaluated; a representation that was not run (skipped in this city,
+:mod:`musecl.evaluation.skipped`) gets a "not run: <reason>" row (column, cell), and when ours was not run the Impr. and
+p-value rows are left out with a note saying so.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import pandas as pd
 
 from musecl.evaluation.checks import CheckSettings, check_notes, run_checks
 from musecl.evaluation.regressors import REGRESSOR_DESCRIPTIONS
+from musecl.evaluation.skipped import not_run_of, undefined_note
 from musecl.evaluation.stats import compare_to_best_baseline, summarise
 from musecl.evaluation.tables import Table, frame_table, paper_comparison, rank_agreement, table1, table2
 
@@ -19,6 +22,16 @@ from musecl.evaluation.tables import Table, frame_table, paper_comparison, rank_
 def roles_of(status: pd.DataFrame) -> dict[str, str]:
     """Role of every evaluated representation."""
     return dict(zip(status.loc[status["available"], "method"], status.loc[status["available"], "role"]))
+
+
+def registry_roles(status: pd.DataFrame) -> dict[str, str]:
+    """Role of every registered representation, evaluated or not run (for "ours was not run" statements)."""
+    return dict(zip(status["method"], status["role"]))
+
+
+def ours_name(status: pd.DataFrame) -> str | None:
+    """The registered representation with role 'ours' (evaluated or not), or None."""
+    return next((m for m, r in registry_roles(status).items() if r == "ours"), None)
 
 
 def paper_names_of(status: pd.DataFrame) -> dict[str, str]:
@@ -49,47 +62,80 @@ def paper_tables(
     city: str,
     headline: Mapping[str, str],
     checks: Mapping[str, Any] | None = None,
+    city_label: str = "synthetic",
 ) -> dict[str, Table]:
     """Table 1 and Table 2 layouts for every protocol × regressor, the significance table, and the paper-vs-ours
     comparison (with the rank agreement) for the `headline` protocol and regressor. Tables 1-2 carry the flags of
     `checks` (params.yaml evaluation.checks, musecl/evaluation/checks.py) for their protocol and regressor as notes,
     and their captions say what the regressor is (:data:`REGRESSOR_DESCRIPTIONS`: the paper's own tables are the
-    `mlp` column of the `paper` protocol)."""
+    `mlp` column of the `paper` protocol). `city_label` names our city in the comparison with the paper ("synthetic"
+    for the synthetic city, a real city's name). Representations not run (:func:`not_run_of`) get a "not run" row,
+    and folds with undefined scores a note (:func:`musecl.evaluation.skipped.undefined_note`)."""
     check_settings = CheckSettings.from_config(checks)
     flags = run_checks(results, check_settings)
     summary = summarise(results)
-    comparison = significance(results, status)
+    not_run = not_run_of(status)
+    comparison, no_comparison = _comparison_or_why(results, status, not_run)
     roles = roles_of(status)
     tables: dict[str, Table] = {}
     combos = results[["protocol", "regressor"]].drop_duplicates().itertuples(index=False)
-    for protocol, regressor in combos:
+    for protocol, regressor in combos:  # representations not run: a last row (Table 1) or column (Table 2) each
         suffix = f"{protocol}_{regressor}"
         over = _over(results, protocol, regressor)
         what = f"{protocol} protocol, {regressor}: {regressor_description(protocol, regressor)}; mean ± std over {over}"
         tables[f"table1_{suffix}"] = table1(
-            summary, comparison, roles, protocol, regressor,
+            summary, comparison, roles, protocol, regressor, not_run=not_run,
             caption=f"Table 1 layout, {city} ({what}). Bold: best non-reference value. Impr.: relative gain over the "
                     "best baseline (the paper's formula); p: paired tests against that baseline over the same folds.")
         tables[f"table2_{suffix}"] = table2(
-            summary, comparison, roles, protocol, regressor, city,
+            summary, comparison, roles, protocol, regressor, city, not_run=not_run,
             caption=f"Table 2 layout, {city} ({protocol} protocol, {regressor}: "
                     f"{regressor_description(protocol, regressor)}; means over {over}). Impr. and "
                     "p (corrected resampled t-test) against the best baseline of each row.")
         for kind in ("table1", "table2"):
-            tables[f"{kind}_{suffix}"].notes = check_notes(flags, check_settings, protocol, regressor)
+            tables[f"{kind}_{suffix}"].notes = (check_notes(flags, check_settings, protocol, regressor)
+                                                + undefined_note(results, protocol, regressor) + no_comparison)
     sig = comparison.copy()
     tables["significance"] = frame_table(
         sig[["protocol", "regressor", "indicator", "metric", "ours_mean", "best_baseline", "best_mean", "improvement",
              "n_pairs", "p_ttest", "p_corrected_ttest", "p_wilcoxon"]],
         caption="Ours against the best baseline per protocol, regressor, indicator and metric (paired over folds).")
+    tables["significance"].notes = no_comparison
+    paper_names = dict(zip(status["method"], status["paper_name"].astype(str)))
     cmp_table, cmp_frame = paper_comparison(summary, reference, paper_names_of(status), headline["protocol"],
-                                            headline["regressor"])
+                                            headline["regressor"], city_label=city_label,
+                                            not_run={paper_names[m]: why for m, why in not_run.items()
+                                                     if paper_names.get(m)})
     tables["paper_vs_ours"] = cmp_table
     tables["rank_agreement"] = frame_table(
         rank_agreement(cmp_frame),
         caption="Spearman correlation between the paper's method ranking (per city) and ours (methods in common; "
                 "NaN with fewer than 3).")
     return tables
+
+
+SIGNIFICANCE_COLUMNS = ["protocol", "regressor", "indicator", "metric", "ours", "ours_mean", "best_baseline", "best_mean",
+                        "improvement", "n_pairs", "mean_diff", "p_ttest", "p_wilcoxon", "p_corrected_ttest"]
+
+
+def _comparison_or_why(results: pd.DataFrame, status: pd.DataFrame, not_run: Mapping[str, str]
+                       ) -> tuple[pd.DataFrame, list[str]]:
+    """Ours against the best baseline (:func:`significance`), or an empty table and the note saying why not: ours
+    or every baseline was not run in this city."""
+    ours = ours_name(status)
+    if ours in not_run:
+        why = f"{ours} (ours) was not run ({not_run[ours]})"
+    elif not [m for m, r in roles_of(status).items() if r == "baseline"]:
+        why = "no baseline was evaluated"
+    else:
+        return significance(results, status), []
+    return pd.DataFrame(columns=SIGNIFICANCE_COLUMNS), [f"Impr. and the paired tests are not computed: {why}"]
+
+
+def city_label_of(meta: Mapping[str, Any]) -> str:
+    """How the tables name our city: "synthetic" for a generated city (city.json has a `generator` block), the
+    city.json `name` of a real one."""
+    return "synthetic" if "generator" in meta else str(meta.get("name", "this city"))
 
 
 def regressor_description(protocol: str, regressor: str) -> str:
@@ -135,8 +181,14 @@ def write_tables(tables: Mapping[str, Table], out_dir: str | Path) -> pd.DataFra
 def figure_plan(
     status: pd.DataFrame, settings: Mapping[str, Any], results: pd.DataFrame
 ) -> dict[str, dict[str, Any]]:
-    """Which protocol/regressor/method each figure shows, from `evaluation.figures` (checked against the results)."""
-    ours, _ = ours_and_baselines(status)
+    """Which protocol/regressor/method each figure shows, from `evaluation.figures` (checked against the results).
+    The method defaults to ours; when ours was not run (skipped in this city), to the first evaluated variant, else
+    baseline, in the registry's order (the notebook says so)."""
+    roles = roles_of(status)
+    fallback = [m for role in ("ours", "variant", "baseline") for m, r in roles.items() if r == role]
+    if not fallback:
+        raise ValueError("no evaluated representation has role 'ours', 'variant' or 'baseline'")
+    ours = fallback[0]
     have = set(map(tuple, results[["protocol", "regressor"]].drop_duplicates().to_numpy()))
     plan = {}
     for key in ("headline", "robust", "maps"):
@@ -181,7 +233,11 @@ def sensitivity_figure(table_path: str | Path | None, spec: Mapping[str, Any], o
         raise FileNotFoundError(f"evaluation.figures.sensitivity_table: {path} not found (build it with "
                                 "musecl.evaluation.figures.collect_sensitivity from the runs' results.parquet)")
     table = pd.read_parquet(path)
-    fig = sensitivity_plot(table, spec["method"], spec["protocol"], spec["regressor"])
+    if table.empty:  # the city had no encoder to vary (06b says why)
+        return None
+    methods = list(dict.fromkeys(table["method"]))
+    method = spec["method"] if spec["method"] in methods else methods[0]  # ours not run: the first one run
+    fig = sensitivity_plot(table, method, spec["protocol"], spec["regressor"])
     return save_figure(fig, out_path)
 
 

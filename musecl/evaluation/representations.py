@@ -13,6 +13,9 @@ Each entry of `evaluation.representations` in params.yaml is one representation:
   or ``reference`` (bounds, shown apart, never bold, never "best baseline": floors such as the pixel statistics of
   the images, which a learned encoder must beat, and the latent-variable oracle, the ceiling; only the row named by
   `evaluation.checks.ceiling` is checked as a ceiling, :mod:`musecl.evaluation.checks`);
+* a representation whose input table was skipped by its stage (:func:`musecl.embeddings.write_skipped`: the city
+  lacks the modality), or a combination with a skipped part, is *not run* (:meth:`RepresentationRegistry.skipped`):
+  left out with a warning, its status row "not run: <reason>" (:mod:`musecl.evaluation.skipped`);
 * ``paper_name``: the method's row name in the paper's tables (reports/reference/), for the side-by-side table;
 * ``stage``: the pipeline stage that writes the inputs, named in the error when a file is missing (a default is
   known for the pipeline's own embedding files, :data:`PRODUCERS`);
@@ -50,6 +53,14 @@ PRODUCERS: dict[str, str] = {
 
 class RepresentationMissing(FileNotFoundError):
     """An input of a registered representation does not exist (yet)."""
+
+
+class RepresentationSkipped(RepresentationMissing):
+    """A representation that is not run: an input table was skipped by its stage (the city lacks its modality)."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(f"representation '{name}': not run: {reason}")
+        self.name, self.reason = name, reason
 
 
 FeatureBuilder = Callable[..., pd.DataFrame]
@@ -166,28 +177,63 @@ class RepresentationRegistry:
     def paper_names(self) -> dict[str, str]:
         return {name: s.paper_name for name, s in self.specs.items() if s.paper_name}
 
+    def skipped(self, name: str) -> str | None:
+        """Why `name` is not run (None when it is): an input table its stage skipped (musecl/embeddings.py
+        `write_skipped`; a combination names the part), or a bundle source whose table the city does not have."""
+        from musecl.embeddings import skipped_reason
+
+        spec = self._spec(name)
+        if spec.embeddings:
+            reasons = {f: skipped_reason(self.embeddings_dir / f) for f in spec.embeddings}
+            reasons = {f: r for f, r in reasons.items() if r is not None}
+            if not reasons:
+                return None
+            if len(spec.embeddings) == 1:
+                return next(iter(reasons.values()))
+            by_reason: dict[str, list[str]] = {}
+            for f, r in reasons.items():
+                by_reason.setdefault(r, []).append(f)
+            return "; ".join(f"its part {fs[0]} was not run ({r})" if len(fs) == 1 else
+                             f"its parts {', '.join(fs)} were not run ({r})" for r, fs in by_reason.items())
+        if self.bundle is None:
+            return None
+        if spec.source == "latents" and not self.bundle.has("latents"):
+            return "the city has no latent variables (only synthetic cities have them)"
+        if spec.source == "poi_category_counts" and not self.bundle.has("pois"):
+            return "the city has no POIs (no POI table in the bundle)"
+        return None
+
+    def not_run(self, names: list[str] | None = None) -> dict[str, str]:
+        """{name: reason} of every representation (of `names`) that is not run (:meth:`skipped`)."""
+        reasons = {n: self.skipped(n) for n in (names or self.names)}
+        return {n: r for n, r in reasons.items() if r is not None}
+
     def missing_inputs(self, name: str) -> list[str]:
         """Why `name` cannot be loaded now (missing files with the stage that makes them); empty if it can."""
         spec = self._spec(name)
         if spec.embeddings:
+            # named by file and stage, not by absolute path: the status table is shown in the executed notebook
             return [
-                f"{self.embeddings_dir / f} (made by {spec.producer(f)})"
+                f"{f} (not in the embeddings folder; made by {spec.producer(f)})"
                 for f in spec.embeddings
                 if not (self.embeddings_dir / f).is_file()
             ]
         if self.bundle is None:
             return [f"a city bundle (source '{spec.source}' reads the bundle)"]
         if spec.source == "latents" and not self.bundle.has("latents"):
-            return [f"{self.bundle.root / 'latents.parquet'} (only synthetic cities have latent variables)"]
+            return ["latents.parquet of the city bundle (only synthetic cities have latent variables)"]
         if spec.source == "poi_category_counts" and not self.bundle.has("pois"):
-            return [f"{self.bundle.root / 'pois.parquet'} (the bundle's POI table)"]
+            return ["pois.parquet of the city bundle (the bundle's POI table)"]
         return []
 
     def status(self) -> pd.DataFrame:
         """One row per registered representation: role, inputs, whether it can be loaded and, if not, what is missing."""
+        from musecl.evaluation.skipped import not_run_text
+
         rows = []
         for name, spec in self.specs.items():
-            missing = self.missing_inputs(name)
+            reason = self.skipped(name)
+            missing = [not_run_text(reason)] if reason is not None else self.missing_inputs(name)
             rows.append(
                 {
                     "method": name,
@@ -203,6 +249,9 @@ class RepresentationRegistry:
     def load(self, name: str) -> pd.DataFrame:
         """The region feature table of `name` (index region_id, float64 columns); RepresentationMissing if not built."""
         spec = self._spec(name)
+        reason = self.skipped(name)
+        if reason is not None:
+            raise RepresentationSkipped(name, reason)
         missing = self.missing_inputs(name)
         if missing:
             raise RepresentationMissing(f"representation '{name}' needs {'; '.join(missing)}")
@@ -220,7 +269,11 @@ class RepresentationRegistry:
         """Feature tables of every representation whose inputs exist, and the status table (what was left out, why).
 
         `on_missing="error"` raises RepresentationMissing listing every representation that cannot be loaded instead.
+        A representation that is not run (a skipped input: :meth:`skipped`) is left out either way, with a warning
+        naming it and the reason; its status row says "not run: <reason>".
         """
+        from musecl.evaluation.skipped import NOT_RUN, warn_not_run
+
         if on_missing not in ("skip", "error"):
             raise ValueError(f"evaluation.on_missing: expected 'skip' or 'error', got {on_missing!r}")
         status = self.status()
@@ -229,6 +282,9 @@ class RepresentationRegistry:
         if unknown:
             raise KeyError(f"unknown representations {unknown} (registered: {self.names})")
         absent = status[status["method"].isin(wanted) & ~status["available"]]
+        not_run = absent["missing"].astype(str).str.startswith(NOT_RUN)
+        warn_not_run({m: t[len(NOT_RUN):] for m, t in zip(absent.loc[not_run, "method"], absent.loc[not_run, "missing"])})
+        absent = absent[~not_run]
         if on_missing == "error" and len(absent):
             raise RepresentationMissing(
                 "; ".join(f"representation '{r.method}' needs {r.missing}" for r in absent.itertuples())
@@ -245,11 +301,15 @@ class RepresentationRegistry:
         if folder is None or not folder.is_dir():
             return {}
         out = {}
+        from musecl.embeddings import skipped_reason
+
         for name in names or self.names:
             spec = self._spec(name)
             if not spec.embeddings or not any((folder / f).is_file() for f in spec.embeddings):
                 continue
             paths = [folder / f if (folder / f).is_file() else self.embeddings_dir / f for f in spec.embeddings]
+            if self.skipped(name) is not None or any(skipped_reason(p) is not None for p in paths):
+                continue  # not run in this city (a skipped input), in the main run or this seed's
             missing = [str(p) for p in paths if not p.is_file()]
             if missing:
                 raise RepresentationMissing(f"representation '{name}', seed {k}, needs {'; '.join(missing)}")

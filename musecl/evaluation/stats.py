@@ -93,12 +93,16 @@ def best_baseline(summary: pd.DataFrame, baselines: Sequence[str], metric: str) 
 
 def paired_tests(a: np.ndarray, b: np.ndarray, test_train_ratio: float | None = None) -> dict[str, float]:
     """Paired t-test, Wilcoxon signed-rank and (if `test_train_ratio` is given) the corrected resampled t-test of
-    a - b (two-sided). NaN where a test is undefined (fewer than 2 pairs); 1.0 when all differences are 0."""
+    a - b (two-sided). NaN where a test is undefined (fewer than 2 pairs); 1.0 when all differences are 0. Pairs
+    with an undefined score (NaN: too few or identical test values) are left out, and `n_pairs` counts the rest."""
     from scipy import stats
 
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if a.shape != b.shape:
         raise ValueError(f"paired tests need equal-length samples, got {a.shape} and {b.shape}")
+    defined = np.isfinite(a) & np.isfinite(b)  # a fold with an undefined score (musecl.evaluation.skipped) drops out
+    if not defined.all():
+        a, b = a[defined], b[defined]
     d = a - b
     out = {"n_pairs": int(d.size), "mean_diff": float(d.mean()) if d.size else float("nan"),
            "p_ttest": float("nan"), "p_wilcoxon": float("nan"), "p_corrected_ttest": float("nan")}

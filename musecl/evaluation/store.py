@@ -110,14 +110,16 @@ def run_info(
     folds_fingerprint: str,
     n_regions: int,
     settings: Any,
+    skipped_protocols: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """What notebook 07 and a reader need to know about an evaluation run (stored as run_info.json; deterministic:
-    timings go to the reports instead)."""
+    timings go to the reports instead). `skipped_protocols` ({protocol: why}: the city's regions cannot be split by
+    it, :func:`musecl.evaluation.skipped.feasible_settings`) is stored as `protocols_skipped` when there is one."""
     oracle_fitted = list(getattr(settings, "estimators", {}) or {})  # rows fitted by the oracle family, not the MLP
     # the paper's MLP fits (mlp, mlp_std; mlp_urbanclip trains a fixed number of epochs by design)
     early = [r for r in MLP_REGRESSORS if r != "mlp_urbanclip"]
     mlp = results[results["regressor"].isin(early) & ~results["method"].isin(oracle_fitted)]
-    return {
+    info = {
         "city": city,
         "seed": settings.seed,
         "n_regions": int(n_regions),
@@ -136,6 +138,9 @@ def run_info(
         "ridge_fits": int((results["regressor"] == "ridge").sum() / max(results["indicator"].nunique(), 1)),
         "fitted_by_oracle_family": oracle_fitted,
     }
+    if skipped_protocols:
+        info["protocols_skipped"] = dict(skipped_protocols)
+    return info
 
 
 def metrics_summary(summary: pd.DataFrame, metrics: tuple[str, ...] = ("r2", "rmse")) -> dict[str, Any]:

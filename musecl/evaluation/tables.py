@@ -6,8 +6,11 @@
   apart, in italics and in the registry's order.
 * :func:`table2`: the paper's Table 2 layout: (city, task, metric) as rows, methods as columns, an Impr. column.
 * :func:`paper_comparison`: the paper's published R² (reports/reference/) beside ours for the methods both have, and
-  :func:`rank_agreement`, the Spearman correlation of the two method rankings. Our city is synthetic: compare the
-  patterns (which method is ahead, by roughly how much), not the values.
+  :func:`rank_agreement`, the Spearman correlation of the two method rankings. The default city is synthetic (a
+  real city is labelled with its city.json name): compare the patterns (which method is ahead, by roughly how much),
+  not the values.
+* A representation that was not run (skipped: its input is missing in this city) has a "not run: <reason>" row
+  (Table 1), column (Table 2) or cell (the comparison with the paper).
 """
 from __future__ import annotations
 
@@ -187,8 +190,10 @@ def table1(
     indicators: Sequence[str] | None = None,
     metrics: Sequence[str] = ("r2", "rmse"),
     caption: str = "",
+    not_run: Mapping[str, str] | None = None,
 ) -> Table:
-    """The paper's Table 1 for one protocol and regressor (see the module docstring)."""
+    """The paper's Table 1 for one protocol and regressor (see the module docstring). Each representation of
+    `not_run` ({method: reason}: skipped, its input missing in this city) gets a last row "not run: <reason>"."""
     indicators, main, refs, cell, comp = _table_inputs(summary, comparison, roles, protocol, regressor, indicators)
     columns = ["Method"] + [METRIC_LABELS[m] for _ in indicators for m in metrics]
     groups = [("", 1)] + [(indicator_label(i), len(metrics)) for i in indicators]
@@ -225,6 +230,10 @@ def table1(
         # statistics rows go right after the main block, before the references
         rows = rows[: len(main)] + body + rows[len(main):]
         rules = {len(main)} | ({len(main) + len(body)} if refs else set())
+    if not_run:
+        rules = rules | {len(rows)}
+        blank = [Cell("") for _ in range(len(columns) - 2)]
+        rows += [[Cell(meth), Cell(f"not run: {why}"), *blank] for meth, why in not_run.items()]
     latex_cols = ["Method"] + [LATEX_METRIC_LABELS[m] for _ in indicators for m in metrics]
     return Table(columns, rows, groups, rules, caption, latex_columns=latex_cols)
 
@@ -239,10 +248,13 @@ def table2(
     indicators: Sequence[str] | None = None,
     metrics: Sequence[str] = ("r2", "rmse"),
     caption: str = "",
+    not_run: Mapping[str, str] | None = None,
 ) -> Table:
-    """The paper's Table 2 layout: rows (city, task, metric), columns the methods (references last) and Impr."""
+    """The paper's Table 2 layout: rows (city, task, metric), columns the methods (references last) and Impr.; a
+    method of `not_run` ({method: reason}) has a column after the references, "not run: <reason>" in its first row."""
     indicators, main, refs, cell, comp = _table_inputs(summary, comparison, roles, protocol, regressor, indicators)
-    columns = ["City", "Task", "Metric", *main, *refs, "Impr.", "p (corrected t)"]
+    skipped = dict(not_run or {})
+    columns = ["City", "Task", "Metric", *main, *refs, *skipped, "Impr.", "p (corrected t)"]
     rows = []
     first = True
     for ind in indicators:
@@ -258,6 +270,7 @@ def table2(
                     row.append(Cell("–"))
                     continue
                 row.append(Cell(f"{means[meth]:.4f}", bold=meth in main and means[meth] == best, italic=meth in refs))
+            row += [Cell(f"not run: {why}" if len(rows) == 0 else "") for why in skipped.values()]
             has = not comp.empty and (ind, m) in comp.index
             row.append(Cell(format_pct(comp.loc[(ind, m), "improvement"]) if has else "–"))
             row.append(Cell(format_p(comp.loc[(ind, m), "p_corrected_ttest"]) if has else "–"))
@@ -286,13 +299,18 @@ def paper_comparison(
     regressor: str,
     indicators: Sequence[str] | None = None,
     metric: str = "r2",
+    city_label: str = "synthetic",
+    not_run: Mapping[str, str] | None = None,
 ) -> tuple[Table, pd.DataFrame]:
     """Paper R² per city beside our R² (mean ± std), one block per indicator the paper also reports.
 
     Rows are the paper's methods in its order (with ours where a registered representation has that `paper_name`,
-    "not evaluated" otherwise) followed by our methods that have no counterpart in the paper. Also returns the long
-    DataFrame behind the table.
+    "not evaluated" otherwise, "not run: <reason>" for a paper name of `not_run` ({paper name: reason}: skipped in
+    this city)) followed by our methods that have no counterpart in the paper. `city_label` names our city in the
+    column and caption (the synthetic city: "synthetic"; a real one: its name). Also returns the long DataFrame
+    behind the table.
     """
+    not_run = dict(not_run or {})
     part = summary[(summary["protocol"] == protocol) & (summary["regressor"] == regressor)]
     ours_by_paper = {v: k for k, v in paper_names.items()}
     cities = list(dict.fromkeys(reference["city"]))
@@ -319,7 +337,7 @@ def paper_comparison(
             records.append(rec)
     frame = pd.DataFrame(records)
     label = METRIC_LABELS[metric]
-    columns = ["Task", "Method (paper)", "Ours as", *[f"{c} (paper)" for c in cities], "Ours (synthetic)"]
+    columns = ["Task", "Method (paper)", "Ours as", *[f"{c} (paper)" for c in cities], f"Ours ({city_label})"]
     rows, rules, last = [], set(), None
     for rec in records:
         if last is not None and rec["indicator"] != last:
@@ -329,12 +347,15 @@ def paper_comparison(
         row += [Cell(f"{rec[f'paper_{c}']:.4f}" if np.isfinite(rec[f"paper_{c}"]) else "–") for c in cities]
         if np.isfinite(rec["ours_mean"]):
             row.append(Cell(format_mean_std(rec["ours_mean"], rec["ours_std"])))
+        elif rec["paper_method"] in not_run:
+            row.append(Cell(f"not run: {not_run[rec['paper_method']]}"))
         else:
             row.append(Cell("not evaluated here yet"))
         rows.append(row)
         last = rec["indicator"]
-    caption = (f"{label}: the paper's published values (Yong & Zhou, IJCAI 2024, Tables 1-2) beside ours on the "
-               f"synthetic city ({protocol} protocol, {regressor}). Compare patterns, not values.")
+    where = "the synthetic city" if city_label == "synthetic" else city_label
+    caption = (f"{label}: the paper's published values (Yong & Zhou, IJCAI 2024, Tables 1-2) beside ours on "
+               f"{where} ({protocol} protocol, {regressor}). Compare patterns, not values.")
     return Table(columns, rows, [], rules, caption), frame
 
 

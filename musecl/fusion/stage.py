@@ -43,7 +43,9 @@ def load_fusion_model(path: str | Path) -> tuple[torch.nn.Module, FusionConfig]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"fusion parameters {path} not found (run stage fusion: `dvc repro fusion`)")
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    from musecl.storage import load_torch
+
+    payload = load_torch(path)
     state = payload["state_dict"]
     config = FusionConfig(**payload["config"])
     model = fusion_module(config, state["W"].shape[0] if "W" in state else int(payload["details"]["dim"]))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -240,11 +241,23 @@ def _save_last(data: Data, phase: Phase, epoch: int, model, optimizer, scheduler
 
 
 def load_last(data: Data) -> dict[str, Any] | None:
-    """`last.pt` when it exists and was written for the same inputs and settings (else None, with a note)."""
+    """`last.pt` when it exists and was written for the same inputs and settings (else None, with a note). A corrupt
+    `last.pt` is renamed aside (`last.pt.corrupt-N`, `musecl.storage.set_aside`) with a message on stderr naming it
+    and the cause, and training restarts from scratch (None)."""
+    from musecl.storage import CorruptFileError, load_torch, set_aside
+
     if data.checkpoint is None or not (data.checkpoint / LAST).is_file():
         return None
-    state = torch.load(data.checkpoint / LAST, map_location="cpu", weights_only=True)
+    path = data.checkpoint / LAST
+    try:
+        state = load_torch(path, map_location="cpu", weights_only=True)
+        if not isinstance(state, dict):
+            raise CorruptFileError(path, f"holds a {type(state).__name__}, not a checkpoint dict")
+    except CorruptFileError as error:
+        aside = set_aside(path)
+        print(f"{error}; renamed to {aside.name}; training restarts from scratch", file=sys.stderr)
+        return None
     if state.get("format") == CHECKPOINT_FORMAT and state.get("fingerprint") == data.fingerprint:
         return state
-    print(f"{data.checkpoint / LAST}: checkpoint of different inputs or settings; training from scratch")
+    print(f"{path}: checkpoint of different inputs or settings; training from scratch")
     return None

@@ -207,7 +207,9 @@ class BackboneFeatures(_ImageMethod):
         from musecl.encoders import build_encoder
         from musecl.encoders.models import BACKBONES, ModelSpec
 
-        state = torch.load(Path(folder) / "features.pt", weights_only=True)
+        from musecl.storage import load_torch
+
+        state = load_torch(Path(folder) / "features.pt")
         spec = dict(settings or {})
         model = build_encoder(ModelSpec(backbone=state["backbone"], embedding_dim=BACKBONES[state["backbone"]][0],
                                         normalize=spec.get("normalize", "none"), input_size=state.get("input_size")),

@@ -234,5 +234,7 @@ class ImageTextEmbedder(RegionEmbedder):
         info = json.loads((folder / INFO_FILE).read_text())
         method = cls(ImageTextRun.from_config(info["name"], info["run"]), ImageTextConfig.from_dict(info["config"]),
                      info["settings"])
-        method.model = load_model(torch.load(folder / STATE_FILE, map_location="cpu", weights_only=False))
+        from musecl.storage import load_torch
+
+        method.model = load_model(load_torch(folder / STATE_FILE, weights_only=False))
         return method

@@ -5,9 +5,10 @@
     print(report.summary())
 
 Readers: boundary (polygon file or box), POIs from OpenStreetMap (`.osm.pbf`) and from tables, trips (coordinates or
-zone ids), GPS trajectories (T-Drive layout), remote-sensing tiles (GeoTIFF or web-map tiles), street-view images,
-and indicators (point events, rasters, polygons, or counts from the bundle itself). Each reports what it kept and
-dropped. Heavy libraries (osmium, rasterio, geopandas) are imported by the readers that need them.
+zone ids), GPS trajectories (T-Drive layout), remote-sensing tiles (GeoTIFF, web-map tiles, or a table of pre-cut
+tiles per region), street-view images, and indicators (point events, values at another grid's points, rasters,
+polygons, or counts from the bundle itself). Every point or geometry reader takes a `crs` (any pyproj CRS, GCJ-02,
+BD-09; :mod:`musecl.opendata.crs`). Each reports what it kept and dropped. Heavy libraries (osmium, rasterio, geopandas) are imported by the readers that need them.
 """
 from musecl.opendata.build import build_bundle
 from musecl.opendata.config import CityConfig, ConfigError, city_config_from_dict, load_city_config

@@ -11,9 +11,15 @@ from musecl.data.schema import WGS84_CRS
 
 def read_boundary(config: BoundaryConfig) -> tuple[shapely.Geometry, ReaderReport]:
     """The city outline as one WGS84 (Multi)Polygon: all features of the file merged, or the configured box."""
+    from musecl.opendata.crs import crs_note, frame_to_wgs84, geometries_to_wgs84
+
     if config.bbox is not None:
         report = ReaderReport("boundary", f"bbox {list(config.bbox)}", read=1, kept=1)
-        return shapely.box(*config.bbox), report
+        box = shapely.box(*config.bbox)
+        if config.crs is not None:
+            box = geometries_to_wgs84(shapely.segmentize(box, (config.bbox[2] - config.bbox[0]) / 64), config.crs)
+            report.note(f"bbox given in {config.crs}; converted to WGS84")
+        return box, report
     path = config.file
     try:
         frame = gpd.read_file(path, layer=config.layer) if config.layer else gpd.read_file(path)
@@ -30,8 +36,9 @@ def read_boundary(config: BoundaryConfig) -> tuple[shapely.Geometry, ReaderRepor
             raise BuildError(f"{path}: no feature has {column} in {list(values)} (values present include {sample})")
         report.drop(f"not in boundary.where {column}", int((~keep).sum()))
         frame = frame[keep]
-    if frame.crs is None:
-        raise BuildError(f"{path}: the file has no CRS; save it with one (WGS84 / EPSG:4326 for lon/lat)")
+    if frame.crs is None and config.crs is None:
+        raise BuildError(f"{path}: the file has no CRS; save it with one (WGS84 / EPSG:4326 for lon/lat), or set "
+                         "boundary.crs")
     frame = frame[frame.geometry.notna() & ~frame.geometry.is_empty]
     polygonal = frame.geometry.geom_type.isin(["Polygon", "MultiPolygon"])
     report.drop("not a polygon", int((~polygonal).sum()))
@@ -39,7 +46,10 @@ def read_boundary(config: BoundaryConfig) -> tuple[shapely.Geometry, ReaderRepor
     if frame.empty:
         raise BuildError(f"{path}: no polygon feature (the boundary must be a Polygon or MultiPolygon)")
     report.kept = len(frame)
-    geometry = shapely.make_valid(frame.to_crs(WGS84_CRS).geometry.union_all())
+    if config.crs is not None:
+        report.note(f"{crs_note(config.crs, len(frame)).replace('coordinates', 'features')}"
+                    + (f" (the file says {frame.crs.to_string()}; boundary.crs overrides it)" if frame.crs else ""))
+    geometry = shapely.make_valid(frame_to_wgs84(frame, config.crs, str(path)).geometry.union_all())
     if geometry.geom_type == "GeometryCollection":  # make_valid may leave stray lines next to the polygons
         geometry = shapely.union_all([g for g in geometry.geoms if g.geom_type in ("Polygon", "MultiPolygon")])
     return geometry, report

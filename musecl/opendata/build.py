@@ -1,8 +1,11 @@
 """`build_bundle`: every reader in turn, from one city config to one city bundle, written atomically.
 
-Order matters once: the validator (and every later stage) needs at least one remote-sensing tile and one street-view
-image per region, so images are cut first and the cells that end up without either are dropped from the regions
-(counted in the report, like every other drop) before the POIs, trips, trajectories and indicators are assigned.
+Order matters once: the regions must be fixed before the readers that stream into the bundle (trips, trajectories)
+run. So images are cut first; `regions.keep` (default: a remote-sensing tile and a street-view image, what the
+validator needs) removes the cells without the chosen modalities; POIs are read and, with `pois` in `regions.keep`,
+cells without one go too; the indicators read from files are computed and the cells an indicator with `missing: drop`
+has no value for go as well. Every removal is counted in the `regions` report by reason, and the removed cells'
+images are deleted. Then trips, trajectories and the bundle's own indicators are assigned to the final regions.
 """
 from __future__ import annotations
 
@@ -51,20 +54,28 @@ def build_bundle(
     local_crs = local_metric_crs(boundary, config.local_crs)
 
     with atomic_dir(out_dir) as tmp:
-        from musecl.opendata.remote_sensing import cut_remote_sensing, tile_side_m
+        from musecl.opendata.indicators import external_indicators
+        from musecl.opendata.remote_sensing import tile_side_m
         from musecl.opendata.street_view import read_street_view
 
-        rs_index, rs_report = cut_remote_sensing(config.remote_sensing, cells, local_crs, tmp, progress)
+        rs_index, rs_report = _remote_sensing(config, cells, local_crs, tmp, progress)
         report.add(rs_report)
         sv_index, sv_report = read_street_view(config.street_view, RegionAssigner(cells[REGION_ID], res), tmp,
                                                config.workers, progress)
         report.add(sv_report)
-        regions, rs_index, sv_index, region_report = _regions_with_images(cells, rs_index, sv_index, res, tmp)
-        report.add(region_report)
+        kept = RegionSelection(cells, rs_index, sv_index, res, config.regions)
+        report.add(kept.report)
+        pois = _read_pois(config, RegionAssigner(kept.ids, res), report, progress)
+        if "pois" in config.regions:
+            kept.require_points("no POI", pois["lon"].to_numpy(), pois["lat"].to_numpy())
+        file_values, indicator_reports = external_indicators(
+            config.indicators, regions_frame(list(kept.ids)), RegionAssigner(kept.ids, res), local_crs, progress)
+        for name, values in file_values.items():
+            kept.require_values(f"no value of indicator {name} (missing: drop)", values)
+        regions, rs_index, sv_index = kept.finish(rs_index, sv_index, tmp)
         report.n_regions = len(regions)
         assigner = RegionAssigner(regions[REGION_ID], res)
-
-        pois = _read_pois(config, assigner, report, progress)
+        pois = _pois_in(pois, assigner, report)
         counts = BundleCounts(pois=pois)
         if config.trips is not None:
             from musecl.opendata.trips import read_trips
@@ -79,8 +90,8 @@ def build_bundle(
                                                          tmp / schema.TRAJECTORIES_FILE, progress)
             report.add(traj_report)
             counts.taxi_entries, counts.taxi_exits = traj_counts.entries, traj_counts.exits
-        indicators, indicator_reports, indicator_spec = compute_indicators(
-            config.indicators, regions, assigner, local_crs, counts, progress)
+        indicators, _, indicator_spec = compute_indicators(
+            config.indicators, regions, assigner, local_crs, counts, progress, precomputed=file_values)
         for r in indicator_reports:
             report.add(r)
 
@@ -98,30 +109,94 @@ def build_bundle(
     return report
 
 
-def _regions_with_images(cells, rs_index: pd.DataFrame, sv_index: pd.DataFrame, res: int, root: Path):
-    """Keep the cells with a remote-sensing tile and a street-view image; delete the images of the others."""
-    report = ReaderReport("regions", f"H3 cells at resolution {res} inside the boundary", read=len(cells))
-    ids = cells[REGION_ID].to_numpy(dtype=object)
-    has_rs = np.isin(ids, rs_index[REGION_ID].to_numpy(dtype=object))
-    sv_region = RegionAssigner(ids, res).assign(sv_index["lon"].to_numpy(), sv_index["lat"].to_numpy())
-    has_sv = np.zeros(len(ids), dtype=bool)
-    has_sv[sv_region[sv_region >= 0]] = True
-    report.drop(NO_RS_TILE, int((~has_rs).sum()))
-    report.drop(NO_STREET_VIEW, int((has_rs & ~has_sv).sum()))
-    keep = has_rs & has_sv
-    report.kept = int(keep.sum())
-    if not keep.any():
-        raise BuildError("no region has both a remote-sensing tile and a street-view image: do the imagery and the "
-                         "street-view metadata cover the boundary?")
-    if not keep.all():
-        report.note("every region needs a remote-sensing tile and a street-view image; the others are left out")
-    kept_ids = ids[keep]
-    rs_keep = rs_index[REGION_ID].isin(kept_ids).to_numpy()
-    sv_keep = np.isin(sv_region, np.flatnonzero(keep))
-    for rel in list(rs_index["path"][~rs_keep]) + list(sv_index["path"][~sv_keep]):
-        (root / rel).unlink(missing_ok=True)
-    regions = regions_frame(list(kept_ids))
-    return (regions, rs_index[rs_keep].reset_index(drop=True), sv_index[sv_keep].reset_index(drop=True), report)
+def _remote_sensing(config: CityConfig, cells, local_crs, root: Path, progress: bool):
+    if config.remote_sensing.tiles is not None:
+        from musecl.opendata.tiles_table import read_tiles_table
+
+        return read_tiles_table(config.remote_sensing, cells, config.h3_resolution, root, progress)
+    from musecl.opendata.remote_sensing import cut_remote_sensing
+
+    return cut_remote_sensing(config.remote_sensing, cells, local_crs, root, progress)
+
+
+class RegionSelection:
+    """Which H3 cells become regions: those with every modality of `regions.keep` (default: a remote-sensing tile and
+    a street-view image), then those with a POI (when `pois` is kept) and with a value of every `missing: drop`
+    indicator. Each removal is counted under its reason in the `regions` report; the images of removed cells are
+    deleted."""
+
+    def __init__(self, cells, rs_index: pd.DataFrame, sv_index: pd.DataFrame, res: int, keep: tuple[str, ...]):
+        self.res = res
+        self.cell_ids = cells[REGION_ID].to_numpy(dtype=object)
+        self.report = ReaderReport("regions", f"H3 cells at resolution {res} inside the boundary",
+                                   read=len(self.cell_ids))
+        has_rs = np.isin(self.cell_ids, rs_index[REGION_ID].to_numpy(dtype=object))
+        self.sv_region = RegionAssigner(self.cell_ids, res).assign(sv_index["lon"].to_numpy(),
+                                                                    sv_index["lat"].to_numpy())
+        has_sv = np.zeros(len(self.cell_ids), dtype=bool)
+        has_sv[self.sv_region[self.sv_region >= 0]] = True
+        self.keep = np.ones(len(self.cell_ids), dtype=bool)
+        for modality, has, reason in (("rs", has_rs, NO_RS_TILE), ("sv", has_sv, NO_STREET_VIEW)):
+            if modality in keep:
+                self._remove(~has, reason)
+        if not self.keep.any():
+            needs = " and a ".join(_NAMES[m] for m in keep if m != "pois")
+            raise BuildError(f"no region has a {needs}: do the imagery and the street-view metadata cover the "
+                             "boundary?")
+        kept_without = {m: int((self.keep & ~h).sum()) for m, h in (("rs", has_rs), ("sv", has_sv)) if m not in keep}
+        self.report.note(f"regions.keep {list(keep)}: a region needs "
+                         + (" and ".join(f"a {_NAMES[m]}" for m in keep) or "nothing") + "; cells without are left out")
+        for m, n in kept_without.items():
+            if n:
+                self.report.warn(f"{n:,} kept regions have no {_NAMES[m]} ({m} not in regions.keep): their {m} "
+                                 "embedding is filled by encoders.missing_regions, and the bundle passes the "
+                                 "validator only where it accepts regions without such an image")
+
+    @property
+    def ids(self) -> np.ndarray:
+        return self.cell_ids[self.keep]
+
+    def _remove(self, lacking: np.ndarray, reason: str) -> None:
+        self.report.drop(reason, int((self.keep & lacking).sum()))
+        self.keep &= ~lacking
+
+    def require_points(self, reason: str, lon: np.ndarray, lat: np.ndarray) -> None:
+        index = RegionAssigner(self.cell_ids, self.res).assign(lon, lat)
+        has = np.zeros(len(self.cell_ids), dtype=bool)
+        has[index[index >= 0]] = True
+        self._remove(~has, reason)
+
+    def require_values(self, reason: str, values: pd.Series) -> None:
+        ok = values.reindex(self.cell_ids).notna().to_numpy()
+        self._remove(self.keep & ~ok, reason)
+
+    def finish(self, rs_index: pd.DataFrame, sv_index: pd.DataFrame, root: Path):
+        """The regions table and the image indexes of the kept regions (the other regions' image files deleted)."""
+        self.report.kept = int(self.keep.sum())
+        if not self.keep.any():
+            reasons = ", ".join(f"{n:,} {r}" for r, n in self.report.dropped.most_common())
+            raise BuildError(f"no region is left to build ({len(self.cell_ids):,} cells; removed: {reasons})")
+        kept_ids = self.ids
+        rs_keep = rs_index[REGION_ID].isin(kept_ids).to_numpy()
+        sv_keep = np.isin(self.sv_region, np.flatnonzero(self.keep))
+        for rel in list(rs_index["path"][~rs_keep]) + list(sv_index["path"][~sv_keep]):
+            (root / rel).unlink(missing_ok=True)
+        return (regions_frame(list(kept_ids)), rs_index[rs_keep].reset_index(drop=True),
+                sv_index[sv_keep].reset_index(drop=True))
+
+
+_NAMES = {"rs": "remote-sensing tile", "sv": "street-view image", "pois": "POI"}
+REGION_REMOVED = "in a region removed by regions.keep or missing: drop"
+
+
+def _pois_in(pois: pd.DataFrame, assigner: RegionAssigner, report: BuildReport) -> pd.DataFrame:
+    """The POIs inside the final regions (they were read against the regions with images, before later removals)."""
+    inside = assigner.assign(pois["lon"].to_numpy(), pois["lat"].to_numpy()) >= 0
+    if not inside.all():
+        r = next(r for r in reversed(report.readers) if r.reader.startswith("pois"))
+        r.drop(REGION_REMOVED, int((~inside).sum()))
+        r.kept -= int((~inside).sum())
+    return pois[inside].reset_index(drop=True)
 
 
 def _read_pois(config: CityConfig, assigner: RegionAssigner, report: BuildReport, progress: bool) -> pd.DataFrame:

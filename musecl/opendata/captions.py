@@ -279,6 +279,8 @@ def caption_with_local_model(image_paths: Sequence[str | Path], model_dir: str |
     from PIL import Image
     from transformers import pipeline
 
+    from musecl.data.images import to_rgb8
+
     captioner = pipeline("image-to-text", model=str(model_dir))
     captions: list[str] = []
     paths = [Path(p) for p in image_paths]
@@ -286,7 +288,7 @@ def caption_with_local_model(image_paths: Sequence[str | Path], model_dir: str |
         images = []
         for p in paths[start:start + batch_size]:
             with Image.open(p) as img:
-                images.append(img.convert("RGB"))
+                images.append(to_rgb8(img))
         results = captioner(images, generate_kwargs={"max_new_tokens": max_new_tokens})
         captions += [str(r[0]["generated_text"]).strip() if isinstance(r, list) else str(r["generated_text"]).strip()
                      for r in results]

@@ -18,6 +18,10 @@ from musecl.opendata.config_schema import (
     DEFAULT_OSM_TAXONOMY,
     INDICATOR_KINDS,
     MISSING_POLICIES,
+    NON_SQUARE,
+    POINT_AGGREGATES,
+    REGION_MODALITIES,
+    SOURCE_CELLS,
     TRAJECTORY_FIELDS,
     TRANSFORMS,
     BoundaryConfig,
@@ -28,6 +32,7 @@ from musecl.opendata.config_schema import (
     RemoteSensingConfig,
     StreetViewConfig,
     TablePoisConfig,
+    TilesTableConfig,
     TrajectoriesConfig,
     TripsConfig,
     WebTilesConfig,
@@ -40,6 +45,10 @@ __all__ = [
     "DEFAULT_OSM_TAXONOMY",
     "INDICATOR_KINDS",
     "MISSING_POLICIES",
+    "NON_SQUARE",
+    "POINT_AGGREGATES",
+    "REGION_MODALITIES",
+    "SOURCE_CELLS",
     "TRAJECTORY_FIELDS",
     "TRANSFORMS",
     "BoundaryConfig",
@@ -51,6 +60,7 @@ __all__ = [
     "RemoteSensingConfig",
     "StreetViewConfig",
     "TablePoisConfig",
+    "TilesTableConfig",
     "TrajectoriesConfig",
     "TripsConfig",
     "WebTilesConfig",
@@ -89,6 +99,7 @@ def city_config_from_dict(data: Mapping[str, Any], base_dir: str | Path, source:
         h3_resolution=resolution,
         local_crs=top.str("local_crs", "auto"),
         workers=top.int("workers", 1, minimum=1),
+        regions=_regions(top.section("regions")),
         boundary=_boundary(top.section("boundary", required=True)),
         pois=_pois(top.section("pois", required=True)),
         trips=_trips(top.section("trips")),
@@ -104,6 +115,17 @@ def city_config_from_dict(data: Mapping[str, Any], base_dir: str | Path, source:
     if config.trips is None and config.trajectories is None:
         raise ConfigError(f"{source}: give 'trips' or 'trajectories' (or both): MuseCL needs mobility data")
     return config
+
+
+def _regions(s: Section | None) -> tuple[str, ...]:
+    if s is None:
+        return ("rs", "sv")
+    keep = s.str_list("keep", ("rs", "sv"))
+    for m in keep:
+        if m not in REGION_MODALITIES:
+            raise s.error("keep", f"expected modalities among {list(REGION_MODALITIES)}, got {m!r}")
+    s.finish()
+    return tuple(dict.fromkeys(keep))
 
 
 def _boundary(s: Section) -> BoundaryConfig:
@@ -125,7 +147,8 @@ def _boundary(s: Section) -> BoundaryConfig:
     if w is not None:
         where = (w.str("column"), w.str_list("values"))
         w.finish()
-    out = BoundaryConfig(file=s.file("file", None), layer=s.str("layer", None), where=where, bbox=bbox)
+    out = BoundaryConfig(file=s.file("file", None), layer=s.str("layer", None), where=where, bbox=bbox,
+                         crs=s.crs())
     s.finish()
     return out
 
@@ -158,6 +181,7 @@ def _pois(s: Section) -> PoisConfig:
             category_map=t.file("category_map", None),
             group_rows_by=t.str_list("group_rows_by", ()),
             separator=t.str("separator", ","),
+            crs=t.crs(),
         )
         c.finish()
         t.finish()
@@ -200,6 +224,7 @@ def _trips(s: Section | None) -> TripsConfig | None:
         time_format=s.str("time_format", None),
         chunk_rows=s.int("chunk_rows", 1_000_000, minimum=1),
         separator=s.str("separator", ","),
+        crs=s.crs(),
     )
     c.finish()
     s.finish()
@@ -225,6 +250,7 @@ def _trajectories(s: Section | None) -> TrajectoriesConfig | None:
         header=s.bool("header", False),
         time_format=s.str("time_format", "%Y-%m-%d %H:%M:%S"),
         files_per_chunk=s.int("files_per_chunk", 256, minimum=1),
+        crs=s.crs(),
     )
     s.finish()
     return out
@@ -244,10 +270,11 @@ def _remote_sensing(s: Section) -> RemoteSensingConfig:
             if placeholder not in web.pattern:
                 raise w.error("pattern", f"expected a pattern with {{z}}, {{x}} and {{y}}, got {web.pattern!r}")
         w.finish()
+    tiles = _tiles_table(s.section("tiles"))
     geotiff = s.file("geotiff", None)
-    if (geotiff is None) == (web is None):
-        raise s.error("geotiff", "give exactly one of 'geotiff' (a georeferenced image) "
-                                 "and 'web_tiles' (a tile folder)")
+    if sum(x is not None for x in (geotiff, web, tiles)) != 1:
+        raise s.error("geotiff", "give exactly one of 'geotiff' (a georeferenced image), 'web_tiles' (a tile "
+                                 "folder) and 'tiles' (a table of pre-cut tiles per region)")
     rescale = s.get("rescale", None)
     if rescale is not None and rescale != "percentile":
         ok = isinstance(rescale, list) and len(rescale) == 2 and all(isinstance(v, (int, float)) for v in rescale)
@@ -260,6 +287,7 @@ def _remote_sensing(s: Section) -> RemoteSensingConfig:
     out = RemoteSensingConfig(
         geotiff=geotiff,
         web_tiles=web,
+        tiles=tiles,
         tile_pixels=s.int("tile_pixels", 64, minimum=8),
         ground_resolution_m=s.float("ground_resolution_m", None, positive=True),
         bands=bands,
@@ -270,6 +298,28 @@ def _remote_sensing(s: Section) -> RemoteSensingConfig:
     if not 0 <= out.min_coverage <= 1:
         raise s.error("min_coverage", f"expected a share in [0, 1], got {out.min_coverage}")
     s.finish()
+    return out
+
+
+def _tiles_table(t: Section | None) -> TilesTableConfig | None:
+    if t is None:
+        return None
+    c = t.section("columns") or Section({}, t.key("columns"), t.source, t.base_dir, t.check_files)
+    out = TilesTableConfig(
+        table=t.file("table"),
+        path=c.str("path", "path"),
+        lon=c.str("lon", None),
+        lat=c.str("lat", None),
+        region_id=c.str("region_id", None),
+        crs=t.crs(),
+        non_square=t.choice("non_square", NON_SQUARE, "crop"),
+        separator=t.str("separator", ","),
+    )
+    if (out.region_id is None) == (out.lon is None or out.lat is None):
+        raise c.error("region_id", "give either region_id (an H3 cell id column) or both lon and lat (a point in "
+                                   "each tile's region)")
+    c.finish()
+    t.finish()
     return out
 
 
@@ -287,6 +337,7 @@ def _street_view(s: Section) -> StreetViewConfig:
         panoramas=s.bool("panoramas", False),
         max_size=s.int("max_size", None, minimum=16),
         separator=s.str("separator", ","),
+        crs=s.crs(),
     )
     c.finish()
     s.finish()
@@ -308,9 +359,7 @@ def _indicators(s: Section) -> tuple[IndicatorConfig, ...]:
             unit=spec.str("unit", ""),
         )
         if kind == "points":
-            ind = IndicatorConfig(**common, file=spec.file("file"), lon=spec.str("lon"), lat=spec.str("lat"),
-                                  weight=spec.str("weight", None), separator=spec.str("separator", ","),
-                                  chunk_rows=spec.int("chunk_rows", 1_000_000, minimum=1))
+            ind = _point_indicator(spec, common)
         elif kind == "raster":
             ind = IndicatorConfig(**common, file=spec.file("file"), band=spec.int("band", 1, minimum=1),
                                   missing=spec.choice("missing", MISSING_POLICIES, "nearest"))
@@ -318,10 +367,53 @@ def _indicators(s: Section) -> tuple[IndicatorConfig, ...]:
             ind = IndicatorConfig(**common, file=spec.file("file"), column=spec.str("column"),
                                   layer=spec.str("layer", None),
                                   quantity=spec.choice("quantity", ("intensive", "extensive"), "intensive"),
-                                  missing=spec.choice("missing", MISSING_POLICIES, "nearest"))
+                                  missing=spec.choice("missing", MISSING_POLICIES, "nearest"), crs=spec.crs())
         else:
             ind = IndicatorConfig(**common, of=spec.choice("of", BUNDLE_INDICATORS))
         spec.finish()
         out.append(ind)
     s.finish()
     return tuple(out)
+
+
+def _point_indicator(spec: Section, common: dict) -> IndicatorConfig:
+    """kind: points — events summed per region, or values at another grid's points (nearest, mean, area_weighted)."""
+    aggregate = spec.choice("aggregate", POINT_AGGREGATES, "sum")
+    header = spec.bool("header", True)
+    columns = spec.str_list("columns", ())
+    if not header and not columns:
+        raise spec.error("columns", "with header: false, name the file's columns in order (e.g. [lon, lat, value])")
+    if header and columns:
+        raise spec.error("columns", "columns names a file without a header row; set header: false or leave it out")
+    value = spec.str("value", None)
+    weight = spec.str("weight", None)
+    if aggregate == "sum" and value is not None:
+        raise spec.error("value", "aggregate sum adds up `weight` (or counts rows); `value` is for nearest, mean "
+                                  "and area_weighted")
+    if aggregate != "sum":
+        if weight is not None:
+            raise spec.error("weight", f"aggregate {aggregate} takes the `value` column, not `weight`")
+        if value is None:
+            raise spec.error("value", f"aggregate {aggregate} needs the column holding the values")
+    names = {spec.str("lon"), spec.str("lat"), value, weight} - {None}
+    if columns and not names <= set(columns):
+        raise spec.error("columns", f"{sorted(names - set(columns))} not among the named columns {list(columns)}")
+    source_cells = spec.choice("source_cells", SOURCE_CELLS, "voronoi")
+    h3_res = spec.int("source_h3_resolution", None, minimum=0)
+    if aggregate == "area_weighted" and source_cells == "h3" and h3_res is None:
+        raise spec.error("source_h3_resolution", "source_cells h3 needs the source grid's H3 resolution")
+    if aggregate in ("mean", "area_weighted"):
+        missing = spec.choice("missing", MISSING_POLICIES, "error")
+    else:
+        if spec.has("missing"):
+            raise spec.error("missing", f"aggregate {aggregate} gives every region a value (sum: 0 without a "
+                                        "point; nearest: the nearest point's); missing applies to mean and "
+                                        "area_weighted")
+        missing = "error"
+    return IndicatorConfig(
+        **common, file=spec.file("file"), lon=spec.str("lon"), lat=spec.str("lat"), weight=weight,
+        separator=spec.str("separator", ","), chunk_rows=spec.int("chunk_rows", 1_000_000, minimum=1),
+        aggregate=aggregate, value=value, header=header, columns=columns, source_cells=source_cells,
+        source_h3_resolution=h3_res, missing=missing, crs=spec.crs(),
+        quantity=spec.choice("quantity", ("intensive", "extensive"), "intensive"),
+    )

@@ -14,7 +14,11 @@ DEFAULT_OSM_TAXONOMY = Path(__file__).with_name("osm_poi_taxonomy.csv")
 TRANSFORMS = ("identity", "log1p")
 INDICATOR_KINDS = ("points", "raster", "polygons", "bundle")
 BUNDLE_INDICATORS = ("poi_count", "comment_count", "trip_count", "mobility_count")
-MISSING_POLICIES = ("nearest", "zero", "error")
+MISSING_POLICIES = ("nearest", "zero", "error", "drop")  # drop: the region leaves the bundle (counted under 'regions')
+POINT_AGGREGATES = ("sum", "nearest", "mean", "area_weighted")
+SOURCE_CELLS = ("voronoi", "h3")
+NON_SQUARE = ("crop", "pad", "error")
+REGION_MODALITIES = ("rs", "sv", "pois")  # what `regions.keep` may require of a region
 
 
 @dataclass(frozen=True)
@@ -25,6 +29,7 @@ class BoundaryConfig:
     layer: str | None = None
     where: tuple[str, tuple[str, ...]] | None = None  # (column, values): keep only these features, e.g. one borough
     bbox: tuple[float, float, float, float] | None = None  # (min_lon, min_lat, max_lon, max_lat)
+    crs: str | None = None  # the file's (or bbox's) coordinates; overrides the file's own CRS (musecl.opendata.crs)
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,7 @@ class TablePoisConfig:
     poi_id: str | None = None
     group_rows_by: tuple[str, ...] = ()  # rows sharing these columns are one POI (exports with one row per review)
     separator: str = ","
+    crs: str | None = None  # of lon/lat: None/EPSG:4326, GCJ-02, BD-09 or any pyproj CRS (x/y columns)
 
 
 @dataclass(frozen=True)
@@ -83,6 +89,7 @@ class TripsConfig:
     time_format: str | None = None
     chunk_rows: int = 1_000_000
     separator: str = ","
+    crs: str | None = None  # of the coordinate columns (not of the zone file, which carries its own)
 
     @property
     def by_zone(self) -> bool:
@@ -101,6 +108,7 @@ class TrajectoriesConfig:
     header: bool = False
     time_format: str | None = "%Y-%m-%d %H:%M:%S"
     files_per_chunk: int = 256
+    crs: str | None = None
 
 
 @dataclass(frozen=True)
@@ -112,9 +120,24 @@ class WebTilesConfig:
 
 
 @dataclass(frozen=True)
+class TilesTableConfig:
+    """Pre-cut tiles released per region: a table of (region point or H3 id, image path relative to the table)."""
+
+    table: Path
+    path: str = "path"
+    lon: str | None = None
+    lat: str | None = None
+    region_id: str | None = None  # an H3 cell id (any case; a finer cell is mapped to its parent)
+    crs: str | None = None  # of lon/lat
+    non_square: str = "crop"  # crop (centre crop) | pad (black borders) | error
+    separator: str = ","
+
+
+@dataclass(frozen=True)
 class RemoteSensingConfig:
     geotiff: Path | None = None
     web_tiles: WebTilesConfig | None = None
+    tiles: TilesTableConfig | None = None
     tile_pixels: int = 64
     ground_resolution_m: float | None = None  # None: the tile spans the hexagon's width (2 x edge length)
     bands: tuple[int, ...] = (1, 2, 3)
@@ -135,6 +158,7 @@ class StreetViewConfig:
     panoramas: bool = False  # split each equirectangular panorama into four 90-degree views, as MuseCL did
     max_size: int | None = None  # downscale so the longer side is at most this many pixels
     separator: str = ","
+    crs: str | None = None  # of lon/lat in the metadata
 
 
 @dataclass(frozen=True)
@@ -151,6 +175,13 @@ class IndicatorConfig:
     weight: str | None = None
     separator: str = ","
     chunk_rows: int = 1_000_000
+    aggregate: str = "sum"  # sum (events, or weight summed) | nearest | mean | area_weighted (of `value`)
+    value: str | None = None  # the value column for nearest, mean and area_weighted
+    header: bool = True  # false: the file has no header row; `columns` names its columns in order
+    columns: tuple[str, ...] = ()
+    source_cells: str = "voronoi"  # area_weighted: the source cells rebuilt as Voronoi cells or H3 hexagons
+    source_h3_resolution: int | None = None  # area_weighted with source_cells h3
+    crs: str | None = None  # of lon/lat (points) or overriding the file's CRS (polygons)
     # raster
     band: int = 1
     # polygons
@@ -176,6 +207,7 @@ class CityConfig:
     indicators: tuple[IndicatorConfig, ...]
     trips: TripsConfig | None = None
     trajectories: TrajectoriesConfig | None = None
+    regions: tuple[str, ...] = ("rs", "sv")  # modalities every kept region must have (`regions.keep`)
     local_crs: str = "auto"  # projected CRS for metric work (tiles, areas); auto: the UTM zone of the boundary
     workers: int = 1  # threads for image decoding/encoding
     source: str = "<dict>"  # the config file (for messages)

@@ -130,6 +130,18 @@ class Section:
                 raise self.error(name, f"file {path} does not exist")
         return tuple(out)
 
+    def crs(self, name: str = "crs") -> str | None:
+        """An optional `crs` value: WGS84 (None), GCJ-02, BD-09 or any CRS pyproj reads (musecl.opendata.crs)."""
+        from musecl.opendata.crs import check_crs, is_wgs84
+
+        value = self.str(name, None)
+        if value is None or is_wgs84(value):
+            return None
+        try:
+            return check_crs(value)
+        except ValueError as err:
+            raise self.error(name, str(err)) from err
+
     def str_list(self, name: str, default: Any = _REQUIRED) -> Any:
         value = self.get(name, default)
         if value is default and default is not _REQUIRED:

@@ -152,7 +152,7 @@ def _web_tiles(root: Path, zoom: int = 17) -> None:
 
 
 def _street_view(root: Path, rng: np.random.Generator) -> None:
-    """Equirectangular panoramas (128 x 32 px) near every cell centre, plus strays; metadata.csv beside them."""
+    """Equirectangular panoramas (128 x 64 px: 2:1, as a 360-degree panorama is) near every cell centre, plus strays; metadata.csv beside them."""
     import h3
     import shapely
     from PIL import Image
@@ -173,8 +173,8 @@ def _street_view(root: Path, rng: np.random.Generator) -> None:
     rows = []
     for i in range(len(lon)):
         base = landscape_rgb(np.array([lon[i]]), np.array([lat[i]]))[0].astype(np.int16)
-        sky = np.linspace(200, 120, 12)[:, None, None] * np.ones((1, 128, 3))
-        ground = base[None, None, :] + rng.normal(0, 18, (20, 128, 3))
+        sky = np.linspace(200, 120, 24)[:, None, None] * np.ones((1, 128, 3))
+        ground = base[None, None, :] + rng.normal(0, 18, (40, 128, 3))
         pano = np.clip(np.concatenate([sky, ground], axis=0), 0, 255).astype(np.uint8)
         name = f"pano_{i:04d}.jpg"
         Image.fromarray(pano).save(folder / name, quality=92)

@@ -23,11 +23,15 @@ import numpy as np
 import pandas as pd
 
 from musecl.opendata.config import IndicatorConfig
-from musecl.opendata.points import RegionAssigner, coordinates, iter_table_chunks, valid_coordinates
+from musecl.opendata.points import RegionAssigner, coordinates_wgs84, iter_table_chunks, valid_coordinates
 from musecl.opendata.report import BAD_COORDINATES, OUTSIDE, BuildError, ReaderReport
 from musecl.data.schema import REGION_ID, WGS84_CRS
 
 NODATA = "nodata pixel"
+# A `sum` indicator leaving more regions than this share at 0 gets a warning: probably values on another grid.
+SUSPICIOUS_EMPTY_SHARE = 0.5
+GRID_SAMPLE = 50_000  # points looked at to tell a grid's centroids from events
+GRID_SPACING_CV = 0.25
 _STRIP_PIXELS = 4_000_000  # raster pixels read at a time
 
 
@@ -43,14 +47,17 @@ class BundleCounts:
 
 
 def count_points(config: IndicatorConfig, assigner: RegionAssigner) -> tuple[np.ndarray, ReaderReport]:
-    """Events per region (or the sum of `weight`), read in chunks."""
+    """Events per region (or the sum of `weight`), read in chunks (`aggregate: sum`). When most regions get nothing
+    and the points are spaced like a grid's centroids, a warning suggests the aggregates for values on another grid."""
     report = ReaderReport(f"indicator {config.name}", str(config.file))
     totals = np.zeros(assigner.n_regions, dtype=np.float64)
+    hits = np.zeros(assigner.n_regions, dtype=np.int64)
+    sample: tuple[list, list] = ([], [])  # the first valid points, to tell a grid of values from scattered events
     columns = [config.lon, config.lat] + ([config.weight] if config.weight else [])
     for chunk in iter_table_chunks(config.file, columns, config.chunk_rows, config.separator,
-                                   key=f"indicators.{config.name}"):
+                                   key=f"indicators.{config.name}", names=() if config.header else config.columns):
         report.read += len(chunk)
-        lon, lat = coordinates(chunk, config.lon, config.lat)
+        lon, lat = coordinates_wgs84(chunk, config.lon, config.lat, config.crs)
         valid = valid_coordinates(lon, lat)
         report.drop(BAD_COORDINATES, int((~valid).sum()))
         weights = None
@@ -61,15 +68,46 @@ def count_points(config: IndicatorConfig, assigner: RegionAssigner) -> tuple[np.
             valid &= ~bad_weight
         index = assigner.assign_valid(lon, lat, valid)
         report.drop(OUTSIDE, int((index == -1).sum()))
+        report.test_swap(assigner, lon, lat, index < 0)
         report.kept += int((index >= 0).sum())
         totals += assigner.counts(index, weights)
+        hits += assigner.counts(index).astype(np.int64)
+        if len(sample[0]) < GRID_SAMPLE:
+            sample[0].extend(lon[valid][:GRID_SAMPLE].tolist())
+            sample[1].extend(lat[valid][:GRID_SAMPLE].tolist())
+    from musecl.opendata.crs import crs_note
+
+    if crs_note(config.crs, report.read):
+        report.note(crs_note(config.crs, report.read))
+    empty = int((hits == 0).sum())
+    what = f"the sum of {config.weight}" if config.weight else "a count"
+    report.note(f"aggregate sum: {assigner.n_regions - empty:,} of {assigner.n_regions:,} regions got {what} of the "
+                f"{report.kept:,} points inside them; {empty:,} regions hold no point (value 0)")
+    if empty > SUSPICIOUS_EMPTY_SHARE * assigner.n_regions and looks_like_a_grid(*map(np.array, sample)):
+        report.warn(f"{empty:,} of {assigner.n_regions:,} regions get 0 from {config.file.name}: if it holds values "
+                    "at another grid's points (e.g. hexagon centroids) rather than events, set aggregate: nearest, "
+                    f"mean or area_weighted (indicators.{config.name}.aggregate)")
     report.check_outside_share()
     return totals, report
 
 
-def _fill_missing(values: np.ndarray, config: IndicatorConfig, centres_local: np.ndarray, region_ids: np.ndarray,
-                  report: ReaderReport) -> np.ndarray:
-    """Fill the NaN entries as `config.missing` says (nearest covered region, zero, or error)."""
+def looks_like_a_grid(lon: np.ndarray, lat: np.ndarray) -> bool:
+    """True when points are regularly spaced like the cells of a grid: distinct positions whose nearest-neighbour
+    distances vary little (coefficient of variation below GRID_SPACING_CV); events (crimes, trips) are irregular."""
+    from scipy.spatial import cKDTree
+
+    if len(lon) < 10:
+        return False
+    xy = np.column_stack([lon * np.cos(np.radians(np.median(lat))), lat])
+    dist, _ = cKDTree(xy).query(xy, k=2)
+    nearest = dist[:, 1]
+    return bool(nearest.min() > 0 and nearest.std() / nearest.mean() < GRID_SPACING_CV)
+
+
+def fill_missing(values: np.ndarray, config: IndicatorConfig, centres_local: np.ndarray, region_ids: np.ndarray,
+                 report: ReaderReport) -> np.ndarray:
+    """Fill the NaN entries as `config.missing` says (nearest covered region, zero, error; drop leaves them NaN and
+    the build removes those regions)."""
     missing = ~np.isfinite(values)
     if not missing.any():
         return values
@@ -79,7 +117,11 @@ def _fill_missing(values: np.ndarray, config: IndicatorConfig, centres_local: np
     if config.missing == "error":
         raise BuildError(f"{config.file}: indicator '{config.name}' does not cover {int(missing.sum())} regions, "
                          f"e.g. {region_ids[np.flatnonzero(missing)[0]]} (set indicators.{config.name}.missing to "
-                         "'nearest' or 'zero' to fill them)")
+                         "'nearest', 'zero' or 'drop' to fill them or drop the regions)")
+    if config.missing == "drop":
+        report.note(f"{int(missing.sum())} of {len(values)} regions received no value; they are dropped from the "
+                    f"bundle (indicators.{config.name}.missing: drop; counted under 'regions')")
+        return values
     out = values.copy()
     if config.missing == "zero":
         out[missing] = 0.0
@@ -168,7 +210,7 @@ def raster_mean(config: IndicatorConfig, regions, assigner: RegionAssigner, cent
             if n_sampled:
                 report.note(f"{n_sampled} regions hold no pixel centre (raster coarser than the cells): "
                             "took the pixel under the region centre")
-    values = _fill_missing(mean, config, centres_local, assigner.region_ids, report)
+    values = fill_missing(mean, config, centres_local, assigner.region_ids, report)
     return values, report
 
 
@@ -187,14 +229,34 @@ def polygons_interpolated(config: IndicatorConfig, regions, local_crs, centres_l
     if config.column not in polys.columns:
         raise BuildError(f"{config.file}: indicators.{config.name}.column '{config.column}' not found "
                          f"(columns: {[c for c in polys.columns if c != 'geometry']})")
-    if polys.crs is None:
-        raise BuildError(f"{config.file}: the polygon file has no CRS")
+    if polys.crs is None and config.crs is None:
+        raise BuildError(f"{config.file}: the polygon file has no CRS (set indicators.{config.name}.crs)")
     value = pd.to_numeric(polys[config.column], errors="coerce")
     good = value.notna() & np.isfinite(value) & polys.geometry.notna() & ~polys.geometry.is_empty
     report.drop(f"no numeric {config.column}", int((~good).sum()))
+    polys = polys[good]
+    if config.crs is not None:
+        from musecl.opendata.crs import frame_to_wgs84
+
+        polys = frame_to_wgs84(polys, config.crs, str(config.file))
+        report.note(f"polygons read as {config.crs} (indicators.{config.name}.crs)")
     polys = gpd.GeoDataFrame({"_value": value[good].to_numpy()}, geometry=shapely.make_valid(
-        polys.geometry[good].to_numpy()), crs=polys.crs).to_crs(local_crs)
-    polys = polys[polys.geometry.geom_type.isin(["Polygon", "MultiPolygon", "GeometryCollection"])]
+        polys.geometry.to_numpy()), crs=polys.crs)
+    values, used = areal_interpolate(regions, polys, local_crs, config.quantity)
+    report.kept = int(used)
+    report.drop("no overlap with the regions", int(len(polys) - used))
+    values = fill_missing(values, config, centres_local, regions[REGION_ID].to_numpy(dtype=object), report)
+    return values, report
+
+
+def areal_interpolate(regions, polys, local_crs, quantity: str) -> tuple[np.ndarray, int]:
+    """Per-region values (NaN where no polygon overlaps) of polygons with a `_value` column, and how many polygons
+    overlap a region: the area-weighted mean (intensive) or the values shared out by overlapping area (extensive),
+    with a geopandas overlay in the metric CRS."""
+    import geopandas as gpd
+
+    polys = polys.to_crs(local_crs)
+    polys = polys[polys.geometry.geom_type.isin(["Polygon", "MultiPolygon", "GeometryCollection"])].copy()
     polys["_poly"] = np.arange(len(polys))
     polys["_poly_area"] = polys.geometry.area
     local = regions[[REGION_ID, "geometry"]].to_crs(local_crs)
@@ -204,7 +266,7 @@ def polygons_interpolated(config: IndicatorConfig, regions, local_crs, centres_l
     area = pieces.geometry.area.to_numpy()
     region = pieces["_region"].to_numpy()
     n = len(local)
-    if config.quantity == "intensive":
+    if quantity == "intensive":
         num = np.bincount(region, weights=pieces["_value"].to_numpy() * area, minlength=n)
         den = np.bincount(region, weights=area, minlength=n)
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -213,11 +275,7 @@ def polygons_interpolated(config: IndicatorConfig, regions, local_crs, centres_l
         share = area / np.maximum(pieces["_poly_area"].to_numpy(), 1e-12)
         values = np.bincount(region, weights=pieces["_value"].to_numpy() * share, minlength=n)
         values[np.bincount(region, minlength=n) == 0] = np.nan
-    used = pieces["_poly"].nunique()
-    report.kept = int(used)
-    report.drop("no overlap with the regions", int(len(polys) - used))
-    values = _fill_missing(values, config, centres_local, regions[REGION_ID].to_numpy(dtype=object), report)
-    return values, report
+    return values, int(pieces["_poly"].nunique())
 
 
 def bundle_indicator(config: IndicatorConfig, counts: BundleCounts, assigner: RegionAssigner) -> np.ndarray:
@@ -241,27 +299,52 @@ def bundle_indicator(config: IndicatorConfig, counts: BundleCounts, assigner: Re
     return (counts.taxi_entries + counts.taxi_exits).astype(np.float64)
 
 
-def compute_indicators(
-    configs: tuple[IndicatorConfig, ...], regions, assigner: RegionAssigner, local_crs, counts: BundleCounts,
-    progress: bool = True,
-) -> tuple[pd.DataFrame, list[ReaderReport], dict[str, dict[str, Any]]]:
-    """The indicators table (region_id + one float column per indicator), reader reports, and city.json's spec."""
+def external_indicators(
+    configs: tuple[IndicatorConfig, ...], regions, assigner: RegionAssigner, local_crs, progress: bool = True,
+) -> tuple[dict[str, pd.Series], list[ReaderReport]]:
+    """The indicators read from files (points, raster, polygons) per region, NaN where `missing: drop` leaves a
+    region without a value, and their reports. Bundle indicators come later, from the final regions' counts."""
+    from musecl.opendata.indicators_points import aggregate_point_values
+
     centres = regions.to_crs(local_crs).geometry.centroid
     centres_local = np.column_stack([centres.x.to_numpy(), centres.y.to_numpy()])
-    table = pd.DataFrame({REGION_ID: assigner.region_ids})
+    out: dict[str, pd.Series] = {}
     reports: list[ReaderReport] = []
-    spec: dict[str, dict[str, Any]] = {}
     for config in configs:
-        if config.kind == "points":
+        if config.kind == "points" and config.aggregate == "sum":
             values, report = count_points(config, assigner)
+        elif config.kind == "points":
+            values, report = aggregate_point_values(config, regions, assigner, local_crs, centres_local)
         elif config.kind == "raster":
             values, report = raster_mean(config, regions, assigner, centres_local, progress)
         elif config.kind == "polygons":
             values, report = polygons_interpolated(config, regions, local_crs, centres_local)
         else:
-            values, report = bundle_indicator(config, counts, assigner), None
-        if report is not None:
-            reports.append(report)
+            continue
+        out[config.name] = assigner.series(np.asarray(values, dtype=np.float64), config.name)
+        reports.append(report)
+    return out, reports
+
+
+def compute_indicators(
+    configs: tuple[IndicatorConfig, ...], regions, assigner: RegionAssigner, local_crs, counts: BundleCounts,
+    progress: bool = True, precomputed: dict[str, pd.Series] | None = None,
+) -> tuple[pd.DataFrame, list[ReaderReport], dict[str, dict[str, Any]]]:
+    """The indicators table (region_id + one float column per indicator), reader reports, and city.json's spec.
+
+    `precomputed` holds the file indicators of `external_indicators` (computed before the regions were final);
+    the others are computed here."""
+    if precomputed is None:
+        precomputed, reports = external_indicators(configs, regions, assigner, local_crs, progress)
+    else:
+        reports = []
+    table = pd.DataFrame({REGION_ID: assigner.region_ids})
+    spec: dict[str, dict[str, Any]] = {}
+    for config in configs:
+        if config.kind == "bundle":
+            values = bundle_indicator(config, counts, assigner)
+        else:
+            values = precomputed[config.name].reindex(assigner.region_ids).to_numpy(dtype=np.float64)
         if config.transform == "log1p" and np.nanmin(values) < 0:
             raise BuildError(f"indicator '{config.name}' has negative values (min {np.nanmin(values):.4g}) but "
                              "transform log1p needs >= 0; set its transform to identity")
@@ -273,4 +356,6 @@ def compute_indicators(
             "source": config.of if config.kind == "bundle" else config.file.name,
             "description": config.description,
         }
+        if config.kind == "points":
+            spec[config.name]["aggregate"] = config.aggregate
     return table, reports, spec

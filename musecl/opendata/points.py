@@ -23,8 +23,10 @@ def is_parquet(path: Path) -> bool:
     return path.suffix.lower() in PARQUET_SUFFIXES
 
 
-def table_columns(path: Path, separator: str = ",") -> list[str]:
-    """Column names of a CSV or Parquet file, without reading its rows."""
+def table_columns(path: Path, separator: str = ",", names: Sequence[str] = ()) -> list[str]:
+    """Column names of a CSV or Parquet file, without reading its rows (`names`: a CSV without a header row)."""
+    if names:
+        return list(names)
     if is_parquet(path):
         import pyarrow.parquet as pq
 
@@ -47,11 +49,14 @@ def require_columns(path: Path, wanted: Sequence[str], available: Sequence[str],
 
 def iter_table_chunks(
     path: Path, columns: Sequence[str], chunk_rows: int, separator: str = ",", key: str = "columns",
-    string_columns: Sequence[str] = (),
+    string_columns: Sequence[str] = (), names: Sequence[str] = (),
 ) -> Iterator[pd.DataFrame]:
-    """The given columns of a CSV or Parquet file, `chunk_rows` rows at a time. `string_columns` are read as text."""
+    """The given columns of a CSV or Parquet file, `chunk_rows` rows at a time. `string_columns` are read as text;
+    `names` are the column names of a CSV without a header row (its first line is data)."""
     columns = list(dict.fromkeys(columns))
-    require_columns(path, columns, table_columns(path, separator), key)
+    require_columns(path, columns, table_columns(path, separator, names), key)
+    if names and is_parquet(path):
+        raise BuildError(f"{path}: a Parquet file always names its columns; header: false is for CSV ({key})")
     if is_parquet(path):
         import pyarrow.parquet as pq
 
@@ -63,8 +68,9 @@ def iter_table_chunks(
         return
     dtype = {c: "str" for c in string_columns}
     try:
+        header = dict(header=None, names=list(names)) if names else {}
         reader = pd.read_csv(path, sep=separator, usecols=columns, chunksize=chunk_rows, dtype=dtype,
-                             low_memory=True)
+                             low_memory=True, **header)
         yield from reader
     except pd.errors.ParserError as err:
         raise BuildError(f"{path}: malformed CSV ({err})") from err
@@ -76,6 +82,14 @@ def coordinates(frame: pd.DataFrame, lon: str, lat: str) -> tuple[np.ndarray, np
         pd.to_numeric(frame[lon], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan),
         pd.to_numeric(frame[lat], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan),
     )
+
+
+def coordinates_wgs84(frame: pd.DataFrame, lon: str, lat: str, crs: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """Like `coordinates`, converted from the reader's `crs` (GCJ-02, BD-09, any pyproj CRS) to WGS84 lon/lat."""
+    from musecl.opendata.crs import to_wgs84
+
+    x, y = coordinates(frame, lon, lat)
+    return to_wgs84(x, y, crs)
 
 
 def valid_coordinates(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
@@ -137,6 +151,18 @@ class RegionAssigner:
         inside = index >= 0
         w = None if weights is None else weights[inside]
         return np.bincount(index[inside], weights=w, minlength=self.n_regions)
+
+    def swap_test(self, lon: np.ndarray, lat: np.ndarray, outside: np.ndarray, limit: int = 20_000) -> tuple[int, int]:
+        """(tested, inside when swapped): of up to `limit` finite points not in a region (`outside`: outside the
+        city or out of range, e.g. a latitude of 116), how many would fall inside with lon and lat exchanged. The
+        evidence behind a "lon/lat swapped" hint, which is given only when it holds."""
+        idx = np.flatnonzero(outside & np.isfinite(lon) & np.isfinite(lat))[:limit]
+        if not len(idx):
+            return 0, 0
+        s_lon, s_lat = lat[idx], lon[idx]
+        ok = valid_coordinates(s_lon, s_lat)
+        inside = int((self.assign(s_lon[ok], s_lat[ok]) >= 0).sum())
+        return len(idx), inside
 
     def series(self, values: np.ndarray, name: str) -> pd.Series:
         return pd.Series(values, index=pd.Index(self.region_ids, name=REGION_ID), name=name)

@@ -15,7 +15,7 @@ import pandas as pd
 from musecl.opendata.config import TablePoisConfig
 from musecl.opendata.points import (
     RegionAssigner,
-    coordinates,
+    coordinates_wgs84,
     is_parquet,
     require_columns,
     table_columns,
@@ -84,11 +84,14 @@ def read_table_pois(config: TablePoisConfig, assigner: RegionAssigner) -> tuple[
     category = _categories(frame, config, report)
     has_category = category.notna().to_numpy()
     report.drop(MISSING_CATEGORY, int((~has_category).sum()) - report.dropped.get(UNMAPPED_CATEGORY, 0))
-    lon, lat = coordinates(frame, config.lon, config.lat)
+    lon, lat = coordinates_wgs84(frame, config.lon, config.lat, config.crs)
+    _note_crs(report, config.crs, len(frame))
     valid = valid_coordinates(lon, lat)
     report.drop(BAD_COORDINATES, int((has_category & ~valid).sum()))
     region = assigner.assign_valid(lon, lat, has_category & valid)
-    report.drop(OUTSIDE, int((has_category & valid & (region == -1)).sum()))
+    outside = has_category & valid & (region == -1)
+    report.drop(OUTSIDE, int(outside.sum()))
+    report.test_swap(assigner, lon, lat, has_category & (region < 0))
     keep = region >= 0
     if config.poi_id:
         poi_id = frame[config.poi_id].astype("str").to_numpy(dtype=object)
@@ -112,6 +115,14 @@ def read_table_pois(config: TablePoisConfig, assigner: RegionAssigner) -> tuple[
     report.kept = len(out)
     report.check_outside_share()
     return out, report
+
+
+def _note_crs(report: ReaderReport, crs: str | None, n: int) -> None:
+    from musecl.opendata.crs import crs_note
+
+    note = crs_note(crs, n)
+    if note:
+        report.note(note)
 
 
 def _text_column(frame: pd.DataFrame, column: str | None) -> np.ndarray:

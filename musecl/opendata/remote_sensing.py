@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from musecl.data.images import to_rgb8
 from musecl.opendata.config import RemoteSensingConfig, WebTilesConfig
 from musecl.opendata.report import BuildError, ReaderReport
 from musecl.data.schema import REGION_ID, REMOTE_SENSING_DIR
@@ -152,7 +153,7 @@ class WebMapTiles:
             return None
         try:
             with Image.open(path) as img:
-                arr = np.asarray(img.convert("RGB"))
+                arr = np.asarray(to_rgb8(img))
         except Exception:
             self.unreadable.append(str(path))
             return None

@@ -24,6 +24,10 @@ DUPLICATE = "duplicate id"
 SUSPICIOUS_OUTSIDE_SHARE = 0.5
 
 
+class BuildWarning(UserWarning):
+    """Something in an input the build handled by a rule the user should know about (counted in the report)."""
+
+
 class BuildError(ValueError):
     """An input of a city build is unusable; the message names the file, key, column or row and what was expected."""
 
@@ -38,6 +42,15 @@ class ReaderReport:
     kept: int = 0
     dropped: Counter = field(default_factory=Counter)
     notes: list[str] = field(default_factory=list)
+    swap_tested: int = 0  # points outside the city tried with lon/lat exchanged (RegionAssigner.swap_test)
+    swap_inside: int = 0  # ... of which fell inside the city
+
+    def test_swap(self, assigner, lon, lat, outside) -> None:
+        """Record how many outside points would fall inside with lon and lat exchanged (for check_outside_share)."""
+        if self.swap_tested < 100_000:
+            tested, inside = assigner.swap_test(lon, lat, outside)
+            self.swap_tested += tested
+            self.swap_inside += inside
 
     def drop(self, reason: str, count: int) -> None:
         if count:
@@ -46,24 +59,41 @@ class ReaderReport:
     def note(self, text: str) -> None:
         self.notes.append(text)
 
+    def warn(self, text: str) -> None:
+        """A note that also goes out as a Python warning (shown in a notebook and on the console while building)."""
+        import warnings
+
+        self.notes.append(f"warning: {text}")
+        warnings.warn(f"{self.reader}: {text}", BuildWarning, stacklevel=2)
+
     @property
     def n_dropped(self) -> int:
         return int(sum(self.dropped.values()))
 
-    def check_outside_share(self) -> None:
-        """Warn (as a note) when most valid points fell outside the city: the usual sign of swapped lon/lat."""
-        valid = self.read - self.dropped.get(BAD_COORDINATES, 0)
-        outside = self.dropped.get(OUTSIDE, 0)
-        if valid > 0 and outside / valid > SUSPICIOUS_OUTSIDE_SHARE:
-            self.note(
-                f"{outside:,} of {valid:,} valid points ({outside / valid:.0%}) lie outside the city: are lon and lat "
-                "swapped, the coordinates projected instead of WGS84, or the file for another area?"
-            )
+    def check_outside_share(self, valid: int | None = None, outside: int | None = None) -> None:
+        """Warn (as a note) when most valid points fell outside the city. Swapped lon/lat is named as the cause only
+        when the reader tested it (`test_swap`) and most tested points fall inside once exchanged."""
+        bad = self.dropped.get(BAD_COORDINATES, 0)
+        valid = self.read - bad if valid is None else valid
+        outside = self.dropped.get(OUTSIDE, 0) if outside is None else outside
+        if self.swap_tested and self.swap_inside / self.swap_tested > SUSPICIOUS_OUTSIDE_SHARE and \
+                (outside + bad) > SUSPICIOUS_OUTSIDE_SHARE * self.read:
+            self.note(f"{outside + bad:,} of {self.read:,} points are outside the city or out of range, and "
+                      f"{self.swap_inside / self.swap_tested:.0%} of the {self.swap_tested:,} tested fall inside with "
+                      "lon and lat exchanged: the lon and lat columns look swapped")
+            return
+        if not (valid > 0 and outside / valid > SUSPICIOUS_OUTSIDE_SHARE):
+            return
+        head = f"{outside:,} of {valid:,} valid points ({outside / valid:.0%}) lie outside the city"
+        self.note(f"{head}: is the file for another area, or its coordinates in another datum or CRS than "
+                  "WGS84 (set the reader's `crs`, e.g. GCJ-02, BD-09 or an EPSG code)?")
 
     def require_kept(self, what: str, hint: str = "") -> None:
         """Fail when nothing survived: an input that yields nothing is unusable, not an empty table."""
         if self.kept == 0:
             reasons = ", ".join(f"{n:,} {r}" for r, n in self.dropped.most_common()) or "no rows"
+            swapped = [n for n in self.notes if "look swapped" in n]
+            hint += f" ({swapped[0]})" if swapped else ""
             raise BuildError(f"{self.source}: no {what} kept ({self.read:,} read; dropped: {reasons}){hint}")
 
     def to_dict(self) -> dict[str, Any]:

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from musecl.opendata.config import StreetViewConfig
-from musecl.opendata.points import RegionAssigner, coordinates, require_columns, table_columns, valid_coordinates
+from musecl.opendata.points import RegionAssigner, coordinates_wgs84, require_columns, table_columns, valid_coordinates
 from musecl.opendata.report import BAD_COORDINATES, DUPLICATE, OUTSIDE, UNREADABLE, BuildError, ReaderReport
 from musecl.data.schema import STREET_VIEW_DIR
 
@@ -32,24 +32,33 @@ def _split_views(image, panoramas: bool) -> list:
     return [image.crop((edges[k], 0, edges[k + 1], height)) for k in range(4)]
 
 
-def _process(source: Path, targets: list[Path], panoramas: bool, max_size: int | None) -> str | None:
-    """Decode one image, split and downscale it, write its view(s); the failure reason, or None on success."""
+def _process(source: Path, targets: list[Path], panoramas: bool, max_size: int | None
+             ) -> tuple[str | None, tuple[int, int] | None]:
+    """Decode one image, split and downscale it, write its view(s): (the failure reason or None, its size)."""
     from PIL import Image
 
+    from musecl.data.images import to_rgb8
+
     if not source.is_file():
-        return "missing file"
+        return "missing file", None
     try:
         with Image.open(source) as img:
-            img = img.convert("RGB")
+            img = to_rgb8(img)
     except Exception as err:
-        return f"cannot decode ({type(err).__name__})"
+        return f"cannot decode ({type(err).__name__})", None
     for view, target in zip(_split_views(img, panoramas), targets):
         if max_size is not None and max(view.size) > max_size:
             scale = max_size / max(view.size)
             view = view.resize((max(1, round(view.width * scale)), max(1, round(view.height * scale))),
                                Image.Resampling.LANCZOS)
         view.save(target, format="JPEG", quality=JPEG_QUALITY)
-    return None
+    return None, img.size
+
+
+def not_two_to_one(sizes: list[tuple[int, int] | None]) -> list[int]:
+    """Positions of the panoramas whose width is not twice their height (1 % tolerance): not full equirectangular
+    360 x 180 degree panoramas (cropped, partial or cube-face images)."""
+    return [i for i, s in enumerate(sizes) if s is not None and abs(s[0] / s[1] - 2.0) > 0.02]
 
 
 def read_street_view(
@@ -69,11 +78,16 @@ def read_street_view(
     except Exception as err:
         raise BuildError(f"{config.metadata}: cannot read the street-view metadata ({err})") from err
     report.read = len(meta)
-    lon, lat = coordinates(meta, config.lon, config.lat)
+    lon, lat = coordinates_wgs84(meta, config.lon, config.lat, config.crs)
+    if config.crs is not None:
+        from musecl.opendata.crs import crs_note
+
+        report.note(crs_note(config.crs, len(meta)))
     valid = valid_coordinates(lon, lat) & meta[config.path].notna().to_numpy()
     report.drop(BAD_COORDINATES, int((~valid).sum()))
     region = assigner.assign_valid(lon, lat, valid)
     report.drop(OUTSIDE, int((valid & (region == -1)).sum()))
+    report.test_swap(assigner, lon, lat, region < 0)
     keep = region >= 0
     heading = (pd.to_numeric(meta[config.heading], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
                if config.heading else np.full(len(meta), np.nan))
@@ -109,6 +123,8 @@ def read_street_view(
     with ThreadPoolExecutor(max_workers=workers) as pool:
         results = list(tqdm(pool.map(run, jobs), total=len(jobs), desc="street-view images", unit=" images",
                             disable=not progress))
+    sizes = [size for _, size in results]
+    results = [reason for reason, _ in results]
     failed_rows = {rows[j] for j, reason in enumerate(results) if reason is not None}
     failures = [(str(jobs[j][0]), reason) for j, reason in enumerate(results) if reason is not None]
     report.drop(UNREADABLE, len(failures))
@@ -121,6 +137,14 @@ def read_street_view(
     report.kept = len(rows) - len(failures)
     if config.panoramas:
         report.note(f"{report.kept:,} panoramas split into {len(index):,} views of 90 degrees")
+        odd = not_two_to_one(sizes)
+        if odd:
+            w, h = sizes[odd[0]]
+            report.warn(f"{len(odd):,} of {report.kept:,} panoramas are not 2:1 (e.g. {paths[rows[odd[0]]]}: {w}x{h} "
+                        f"px, {w / h:.2f}:1), so not full 360x180-degree equirectangular panoramas (cropped in height, "
+                        "partial in width, or not panoramas); each was still cut into four quarter-width views as if "
+                        "it spans 360 degrees: where it spans less, the views cover less than 90 degrees and their "
+                        "headings are off")
     report.check_outside_share()
     report.require_kept("street-view images")
     assert len(index) == report.kept * n_views

@@ -15,7 +15,7 @@ import pandas as pd
 import pyarrow as pa
 
 from musecl.opendata.config import TrajectoriesConfig
-from musecl.opendata.points import RegionAssigner, coordinates, parse_times, valid_coordinates
+from musecl.opendata.points import RegionAssigner, coordinates_wgs84, parse_times, valid_coordinates
 from musecl.opendata.report import BAD_COORDINATES, BAD_TIME, OUTSIDE, BuildError, ReaderReport
 
 MALFORMED = "malformed line"
@@ -105,6 +105,10 @@ def read_trajectories(
     files = trajectory_files(config)
     report = ReaderReport("trajectories", str(config.folder))
     report.note(f"{len(files):,} files matching {config.pattern!r}")
+    if config.crs is not None:
+        from musecl.opendata.crs import crs_note
+
+        report.note(crs_note(config.crs, 0).replace("0 coordinates", "GPS fixes"))
     entries = np.zeros(assigner.n_regions, dtype=np.int64)
     exits = np.zeros(assigner.n_regions, dtype=np.int64)
     with pq.ParquetWriter(out_path, SCHEMA) as writer:
@@ -125,9 +129,10 @@ def _clean_group(
     frame: pd.DataFrame, config: TrajectoriesConfig, assigner: RegionAssigner, report: ReaderReport,
     entries: np.ndarray, exits: np.ndarray,
 ) -> pa.Table | None:
-    lon, lat = coordinates(frame, "lon", "lat")
+    lon, lat = coordinates_wgs84(frame, "lon", "lat", config.crs)
     valid = valid_coordinates(lon, lat)
     report.drop(BAD_COORDINATES, int((~valid).sum()))
+    report.test_swap(assigner, lon, lat, ~valid)
     times = parse_times(frame["time"], config.time_format)
     good_time = times.notna().to_numpy().copy()
     report.drop(BAD_TIME, int((valid & ~good_time).sum()))
@@ -148,6 +153,7 @@ def _clean_group(
     exits += assigner.counts(np.where(changed & same_vehicle, previous, -1))
     inside = region >= 0
     report.drop(OUTSIDE, int((~inside).sum()))
+    report.test_swap(assigner, lon, lat, ~inside)
     report.kept += int(inside.sum())
     if not inside.any():
         return None

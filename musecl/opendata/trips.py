@@ -16,7 +16,7 @@ import pyarrow as pa
 import shapely
 
 from musecl.opendata.config import TripsConfig, ZonesConfig
-from musecl.opendata.points import RegionAssigner, coordinates, iter_table_chunks, parse_times, valid_coordinates
+from musecl.opendata.points import RegionAssigner, coordinates_wgs84, iter_table_chunks, parse_times, valid_coordinates
 from musecl.opendata.report import BAD_COORDINATES, BAD_TIME, OUTSIDE, BuildError, ReaderReport
 from musecl.data.schema import WGS84_CRS
 
@@ -118,6 +118,10 @@ def read_trips(
     zones = ZonePoints(config.zones, seed) if config.by_zone else None
     if zones is not None:
         report.note(f"trip ends given as zone ids: each end placed at a {config.zones.point} point of its zone")
+    elif config.crs is not None:
+        from musecl.opendata.crs import crs_note
+
+        report.note(crs_note(config.crs, 0).replace("0 coordinates", "trip-end coordinates"))
     if config.by_zone:
         point_cols = [config.origin_zone, config.dest_zone]
     else:
@@ -166,8 +170,8 @@ def _clean_chunk(
         report.drop(UNKNOWN_ZONE, int((~known).sum()))
         valid = known
     else:
-        o_lon, o_lat = coordinates(chunk, config.origin_lon, config.origin_lat)
-        d_lon, d_lat = coordinates(chunk, config.dest_lon, config.dest_lat)
+        o_lon, o_lat = coordinates_wgs84(chunk, config.origin_lon, config.origin_lat, config.crs)
+        d_lon, d_lat = coordinates_wgs84(chunk, config.dest_lon, config.dest_lat, config.crs)
         valid = valid_coordinates(o_lon, o_lat) & valid_coordinates(d_lon, d_lat)
         report.drop(BAD_COORDINATES, int((~valid).sum()))
     start = parse_times(chunk[config.start_time], config.time_format)
@@ -187,6 +191,7 @@ def _clean_chunk(
     inside = (o_idx >= 0) & (d_idx >= 0)
     keep = valid & inside
     report.drop(OUTSIDE, int((valid & ~inside).sum()))
+    report.test_swap(assigner, o_lon, o_lat, o_idx < 0)
     report.kept += int(keep.sum())
     origins += assigner.counts(o_idx[keep])
     destinations += assigner.counts(d_idx[keep])

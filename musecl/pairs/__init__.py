@@ -30,6 +30,7 @@ from musecl.pairs.plots import (
 )
 from musecl.pairs.similarity import (
     SIMILARITY_METRICS,
+    degenerate_cause,
     distant_pairs,
     informative_regions,
     most_similar,
@@ -40,7 +41,15 @@ from musecl.pairs.similarity import (
     union_candidates,
 )
 from musecl.pairs.stage import (
+    FALLBACK_RULES,
     INDICATOR_SOURCES,
+    ON_DEGENERATE,
+    example_title,
+    pairs_plan,
+    resolve_spec,
+    skipped_modalities,
+    skipped_triplets,
+    write_skipped_triplets,
     modality_rng,
     modality_triplets,
     pair_metrics,
@@ -62,6 +71,8 @@ from musecl.pairs.triplets import (
 )
 
 __all__ = [
+    "FALLBACK_RULES", "ON_DEGENERATE", "degenerate_cause", "example_title", "pairs_plan", "resolve_spec",
+    "skipped_modalities", "skipped_triplets", "write_skipped_triplets",
     "INDICATOR_SOURCES", "POSITIVE_RULES", "SIMILARITY_LABELS", "SIMILARITY_METRICS", "TRIPLET_COLUMNS",
     "ImageGroups", "TripletSet", "build_triplets", "distant_pairs", "indicator_agreement", "indicator_agreement_table",
     "informative_regions", "modality_rng", "modality_triplets", "most_similar", "neighbour_candidates", "pair_checks",

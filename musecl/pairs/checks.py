@@ -64,7 +64,8 @@ def positive_pair_similarities(
     out = {}
     for modality, ts in sets.items():
         source = cfg["modalities"][modality].get("indicator", "poi")
-        out[source] = similarity_of_pairs(similarities[source], ts.region_ids, ts.train)
+        if source in similarities and not ts.note:  # not after a fallback: the positives were not chosen by λ
+            out[source] = similarity_of_pairs(similarities[source], ts.region_ids, ts.train)
     return out
 
 
@@ -88,9 +89,12 @@ def pair_checks(
             lat.index = [f"latent: {i}" for i in lat.index]
             table = pd.concat([table, lat])
         checks[modality] = table
-        sims = similarity_of_pairs(similarities[source], ts.region_ids, ts.train)
+        if source in similarities and not ts.note:
+            sims = similarity_of_pairs(similarities[source], ts.region_ids, ts.train)
+        else:  # the positives came from a fallback rule (`musecl.pairs.stage.resolve_spec`): no λ to compare
+            sims = pd.DataFrame({"positive": [np.nan], "random": [np.nan]})
         rows[modality] = {
-            "similarity": source,
+            "similarity": source if not ts.note else f"none ({ts.rule})",
             "mean λ positive": sims["positive"].mean(),
             "mean λ random": sims["random"].mean(),
             "indicators: P(positive closer)": table.loc["all (euclidean)", "positive_closer_share"],

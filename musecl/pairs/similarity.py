@@ -114,6 +114,30 @@ def informative_regions(features: np.ndarray, metric: str) -> np.ndarray:
     return np.ones(x.shape[0], dtype=bool)
 
 
+def degenerate_cause(features: np.ndarray, metric: str, source: str = "indicator") -> str | None:
+    """Why the similarity `metric` on `features` cannot rank regions, or None when it can.
+
+    Degenerate: fewer than two regions with a defined similarity (cosine of an all-zero vector), or every region's
+    vector the same once the metric has normalised it (e.g. placeholder POIs that all share one category: every cosine
+    is 1.0; mobility counted as 0 everywhere), so every candidate ties and the positives would be arbitrary.
+    """
+    x = np.asarray(features, dtype=np.float64)
+    n = x.shape[0]
+    if x.ndim != 2 or x.shape[1] == 0:
+        return f"the {source} table has no columns (no category / count to compare regions by)"
+    informative = informative_regions(x, metric)
+    if informative.sum() < 2:
+        return (f"only {int(informative.sum())} of {n} regions have a non-zero {source} vector, and '{metric}' is "
+                "undefined for an all-zero one")
+    prepared = _prepare(x[informative], metric)
+    if np.allclose(prepared, prepared[:1], rtol=0.0, atol=1e-12):
+        example = np.round(x[informative][0], 3).tolist()
+        hint = " (e.g. all POIs share one category)" if source == "poi" and x.shape[1] == 1 else ""
+        return (f"every one of the {int(informative.sum())} regions has the same {source} vector under '{metric}' "
+                f"(first: {example[:6]}){hint}: every similarity is equal, so every candidate ties")
+    return None
+
+
 # ---- positive candidates ----------------------------------------------------------------------------------------
 def most_similar(
     features: np.ndarray,

@@ -142,6 +142,8 @@ class TripletSet:
     anchors_val: np.ndarray
     region_ids: pd.Index
     images: pd.DataFrame | None = None  # the modality's image table (image_id, region_id[, path])
+    rule: str | None = None  # the positive rule actually used (set by the pairs stage; differs after a fallback)
+    note: str = ""  # why the rule differs from the configured one (empty when it does not)
 
 
 def build_triplets(

@@ -140,6 +140,56 @@ def run_triplets(params: dict[str, Any], run: BaselineRun, bundle):
                               modality_rng(int(params["seed"]), run.name), f"baselines.runs.{run.name}.pairs")
 
 
+def skip_reason(params: dict[str, Any], run: BaselineRun, bundle) -> str | None:
+    """Why run `run` cannot be run on this city, or None: its image modality is missing; its positive rule needs a
+    similarity source the city lacks (PG-SimCLR without POIs; its definition is that rule, so no fallback); or its
+    neighbour rule finds too few regions with a neighbour that has images (a scattered city)."""
+    from musecl.data.schema import MODALITY_NAMES, modality_files
+    from musecl.pairs import neighbour_candidates
+    from musecl.pairs.stage import SOURCE_FILES, bundle_images
+
+    if not bundle.has_modality(run.modality):
+        return f"the city has no {MODALITY_NAMES[run.modality]} ({modality_files(run.modality)} absent)"
+    if not run.train:
+        return None
+    rule, source = str(run.pairs.get("rule", "similarity")), run.pairs.get("indicator", "poi")
+    if "similarity" in rule and not bundle.has_modality(source):
+        return f"its positive rule '{rule}' needs {source} similarity and the city has no {source} data " \
+               f"({SOURCE_FILES[source]} absent)"
+    if "neighbours" in rule:
+        images = bundle_images(bundle, run.modality)
+        regions = pd.Index(images.attrs["regions"])
+        with_images = regions.isin(images["region_id"].astype(object))
+        ring = int(run.pairs.get("neighbour_ring", 1))
+        near = neighbour_candidates(regions.to_numpy(), ring, candidates=with_images)
+        anchors = int((with_images & ((near >= 0).sum(axis=1) > 0)).sum())
+        if anchors < 3:
+            return (f"its positive rule '{rule}' needs regions whose H3 neighbours (within {ring} steps) have images; "
+                    f"only {anchors} of {int(with_images.sum())} regions with images have one (a scattered city)")
+    return None
+
+
+def skip_runs(params: dict[str, Any], names: list[str], bundle) -> dict[str, str]:
+    """The runs of `names` this city cannot run (`skip_reason`): their declared outputs are written as skipped with
+    the reason (embedding table, checkpoint and report folders, metrics JSON) and announced; {run: reason}."""
+    from musecl.stages import skips
+
+    out = {}
+    for name in names:
+        run = baseline_run(params, name)
+        reason = skip_reason(params, run, bundle)
+        if reason is not None:
+            out[name] = reason
+            skips.write_skipped_outputs(skipped_paths(params, run), reason)
+    skips.announce(out, RUN_STAGE)
+    return out
+
+
+def skipped_paths(params: dict[str, Any], run: BaselineRun) -> list[Path]:
+    paths = run_paths(params, run.name, run.modality)
+    return [paths[k] for k in ("embeddings", "checkpoints", "reports", "metrics")]
+
+
 def saved_file(params: dict[str, Any], run: BaselineRun) -> Path:
     """The file the run's method leaves under models/baselines/<run>/ (best.pt, features.pt or pixel_stats.json)."""
     return run_paths(params, run.name, run.modality)["checkpoints"] / RUN_KINDS[run.kind]

@@ -9,6 +9,9 @@ epoch so far by the validation criterion) embeds the regions. Budget 0 is the en
 frozen ImageNet trunk and an untrained head). Every point is scored with ridge on the robust protocol's folds (the
 `evaluate` stage's folds), so the curve's points compare with each other and with the floor and ceiling rows of the
 main results (pixel statistics, oracle), drawn as lines.
+
+A run whose modality the city lacks, or whose main-run table its stage skipped (musecl/embeddings.py), is not run
+(:func:`skipped_runs`, with the reason the notebook states).
 """
 from __future__ import annotations
 
@@ -41,6 +44,23 @@ def curve_settings(params: dict[str, Any]) -> dict[str, Any]:
     return {"epochs": epochs, "runs": runs, "references": [str(r) for r in cfg.get("references") or []]}
 
 
+def skipped_runs(params: dict[str, Any], bundle) -> dict[str, str]:
+    """{run label: why not} for the curve runs this city cannot train: the city lacks the run's images, or the main
+    pipeline skipped the run's embedding table (`<run>.parquet`)."""
+    from musecl.config import embeddings_dir
+    from musecl.embeddings import skipped_reason
+    from musecl.stages import baselines
+
+    out = {}
+    for run in curve_settings(params)["runs"]:
+        modality = run if run in ("rs", "sv") else baselines.baseline_run(params, run).modality
+        reason = (f"the city has no {modality} images" if not bundle.has_modality(modality)
+                  else skipped_reason(embeddings_dir(params) / f"{run}.parquet"))
+        if reason is not None:
+            out[run_label(params, run)] = reason
+    return out
+
+
 def run_encoder(params: dict[str, Any], run: str, bundle, epochs: int) -> TripletEncoder:
     """The encoder of `run` with its own settings and triplets, `epochs` epochs, checkpoints in
     `<paths.models>/sensitivity/budget/<run>`."""
@@ -70,7 +90,10 @@ def run_curve(params: dict[str, Any], bundle, targets: pd.DataFrame, folds, sett
     cfg = curve_settings(params)
     city = City(params, bundle, progress=False)
     parts, kept = [], []
+    skipped = skipped_runs(params, bundle)
     for run in cfg["runs"]:
+        if run_label(params, run) in skipped:
+            continue
         method = run_encoder(params, run, bundle, max(cfg["epochs"]))
         # the curve steps one training through its budgets: it starts afresh (a finished or half-finished run's
         # last.pt would otherwise be resumed past the first budgets); a run costs a few minutes at most
@@ -97,6 +120,9 @@ def run_curve(params: dict[str, Any], bundle, targets: pd.DataFrame, folds, sett
             if progress:
                 print(f"budget curve: {run_label(params, run)} at {budget} epochs: mean R² "
                       f"{res['r2'].mean():.3f} (kept epoch {best})", flush=True)
+    if not parts:
+        return (pd.DataFrame(columns=["run", "epochs", "triplets", "indicator", "r2"]),
+                pd.DataFrame(columns=["run", "epochs", "triplets", "kept epoch", "val loss"]))
     return pd.concat(parts, ignore_index=True), pd.DataFrame(kept)
 
 

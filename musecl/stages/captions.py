@@ -54,7 +54,8 @@ def load_candidates(params: Mapping[str, Any], bundle) -> pd.DataFrame:
     elif source == "file":
         from musecl.opendata.captions import read_caption_file
 
-        table = read_caption_file(cfg["file"], {m: _image_table(bundle, m) for m in MODALITIES})
+        images = {m: _image_table(bundle, m) for m in MODALITIES if bundle.has_modality(m)}  # the city's image tables
+        table = read_caption_file(cfg["file"], images)
     else:
         from musecl.opendata.captions import describe_regions
 

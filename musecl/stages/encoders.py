@@ -35,6 +35,33 @@ def stage_paths(params: dict[str, Any], modality: str) -> dict[str, Path]:
     }
 
 
+def skip_missing(params: dict[str, Any], bundle, modalities: list[str]) -> dict[str, str]:
+    """The modalities of `modalities` the city has no images of: each gets its declared outputs written as skipped
+    (`musecl.stages.skips`: embeddings, cache, checkpoints, reports folder, metrics), and is announced; returns
+    {modality: reason}."""
+    from musecl.data.schema import MODALITY_NAMES as NAMES
+    from musecl.data.schema import modality_files
+    from musecl.stages import skips
+
+    skipped = {}
+    for m in modalities:
+        if bundle.has_modality(m):
+            continue
+        reason = f"the city has no {NAMES[m]} ({modality_files(m)} absent)"
+        paths = stage_paths(params, m)
+        skips.write_skipped_outputs([paths[k] for k in ("embeddings", "cache", "checkpoints", "reports", "metrics")],
+                                    reason)
+        skipped[m] = reason
+    skips.announce({f"encoder {m}": r for m, r in skipped.items()}, STAGE)
+    return skipped
+
+
+def skipped_outputs(params: dict[str, Any], skipped: dict[str, str]) -> dict[str, tuple[list[Path], str]]:
+    """The outputs `skip_missing` wrote, for `musecl.stages.skips.check_skipped`."""
+    keys = ("embeddings", "cache", "checkpoints", "reports", "metrics")
+    return {f"encoder {m}": ([stage_paths(params, m)[k] for k in keys], r) for m, r in skipped.items()}
+
+
 def modality_settings(params: dict[str, Any], modality: str) -> dict[str, Any]:
     cfg = params["encoders"]
     if modality not in cfg:

@@ -75,6 +75,7 @@ class ExplorerData:
     settings: ExplorerSettings
     roles: dict[str, str] = field(default_factory=dict)  # representation -> role (ours, baseline, ...)
     clusters: dict[str, np.ndarray] = field(default_factory=dict)  # representation -> cluster per region (-1: none)
+    not_run: dict[str, str] = field(default_factory=dict)  # representation -> why it was not run (skipped input)
 
     @property
     def region_ids(self) -> list[str]:
@@ -155,8 +156,10 @@ def thumbnail(path: Path, px: int, quality: int) -> str:
     """An image as a JPEG data URI whose longer side is `px` (the page carries its images inside itself)."""
     from PIL import Image
 
+    from musecl.data.images import to_rgb8
+
     with Image.open(path) as img:
-        img = img.convert("RGB")
+        img = to_rgb8(img)
         img.thumbnail((px, px), Image.Resampling.LANCZOS)
         buf = io.BytesIO()
         img.save(buf, format="JPEG", quality=int(quality), optimize=True)
@@ -167,10 +170,13 @@ def region_thumbnails(bundle: Any, region_ids: list[str], settings: ExplorerSett
     """Per region: its first remote-sensing tile and its first `street_views` street views (image_id order)."""
     out: dict[str, dict[str, Any]] = {r: {"rs": None, "sv": []} for r in region_ids}
     px, q = settings.thumbnail_px, settings.jpeg_quality
-    rs = bundle.remote_sensing().sort_values("image_id").drop_duplicates(REGION_ID)
-    for rid, rel in zip(rs[REGION_ID], rs["path"]):
-        if rid in out:
-            out[rid]["rs"] = thumbnail(bundle.root / rel, px, q)
+    if bundle.has("remote_sensing"):  # a city may lack a modality (musecl/data/schema.py MODALITIES)
+        rs = bundle.remote_sensing().sort_values("image_id").drop_duplicates(REGION_ID)
+        for rid, rel in zip(rs[REGION_ID], rs["path"]):
+            if rid in out:
+                out[rid]["rs"] = thumbnail(bundle.root / rel, px, q)
+    if not bundle.has("street_view"):
+        return out
     sv = bundle.street_view().dropna(subset=[REGION_ID]).sort_values("image_id")
     sv = sv.groupby(REGION_ID, sort=False).head(settings.street_views)
     for rid, rel in zip(sv[REGION_ID], sv["path"]):
@@ -180,8 +186,12 @@ def region_thumbnails(bundle: Any, region_ids: list[str], settings: ExplorerSett
 
 
 def region_top_pois(bundle: Any, region_ids: list[str], top: int) -> dict[str, list[tuple[str, int]]]:
-    """The `top` most frequent POI categories (`level1;level2`) of every region, with their counts."""
+    """The `top` most frequent POI categories (`level1;level2`) of every region, with their counts (none for any
+    region in a city without POIs)."""
     from musecl.data.regions import assign_points_to_regions
+
+    if not bundle.has("pois"):
+        return {r: [] for r in region_ids}
 
     pois = bundle.pois()
     rid = assign_points_to_regions(pois["lon"].to_numpy(), pois["lat"].to_numpy(), pd.Index(region_ids),
@@ -207,13 +217,16 @@ def explorer_data(params: Mapping[str, Any], bundle: Any | None = None) -> Explo
     settings = ExplorerSettings.from_params(params)
     bundle = bundle or CityBundle(params["paths"]["bundle"])
     registry = RepresentationRegistry.from_params(params, bundle)
-    features, status = registry.load_available(list(settings.representations) if settings.representations else None)
+    wanted = list(settings.representations) if settings.representations else None
+    features, status = registry.load_available(wanted)
     if not features:
         raise FileNotFoundError(f"explorer: no representation can be loaded; missing inputs:\n{status.to_string()}")
     stored = load_evaluation(evaluation_dir(params))
     pred = settings.predictions
     predictions = oof_predictions(stored.predictions, pred["protocol"], pred["regressor"])
-    return assemble(bundle, features, predictions, settings, roles=registry.roles)
+    data = assemble(bundle, features, predictions, settings, roles=registry.roles)
+    data.not_run = registry.not_run(wanted)
+    return data
 
 
 def assemble(bundle: Any, features: dict[str, pd.DataFrame], predictions: pd.DataFrame | None,

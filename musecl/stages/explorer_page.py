@@ -12,6 +12,7 @@ import json
 import math
 import re
 import uuid
+from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -211,7 +212,8 @@ def build_layout(data: ExplorerData) -> tuple[Any, Any]:
         f"<h2 style='margin:.2em 0'>musecl explorer: {data.city}</h2>Colour the regions by an indicator, the "
         f"out-of-fold prediction of a representation ({data.settings.predictions['protocol']} protocol, "
         f"{data.settings.predictions['regressor']}), its residual, or a k-means cluster of its embedding. Click a "
-        f"region: its images, POIs and the {data.settings.k_similar} most similar regions (outlined in orange)."))
+        f"region: its images, POIs and the {data.settings.k_similar} most similar regions (outlined in orange)."
+        + "".join(f"<br>{escape(name)}: not run ({escape(why)})" for name, why in data.not_run.items())))
     layout = column(intro, row(fig, column(row(kind_select, ind_select), rep_select, basemap, panel)))
     return layout, ready
 

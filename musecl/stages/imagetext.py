@@ -101,8 +101,35 @@ def captions_for(params: Mapping[str, Any], run: ImageTextRun, candidates: pd.Da
     return table[["image_id", "caption"]].reset_index(drop=True)
 
 
-def run_all(params: Mapping[str, Any], bundle, progress: bool = False) -> dict[str, RunResult]:
-    """Train every selected run, write its embedding table and model; returns the results by run name."""
+def skip_runs(params: Mapping[str, Any], bundle) -> dict[str, str]:
+    """The selected runs whose image modality the city lacks: their embedding table and model folder are written as
+    skipped with the reason (`musecl.stages.skips`) and announced; {run: reason}."""
+    from musecl.data.schema import MODALITY_NAMES, modality_files
+    from musecl.stages import skips
+
+    out = {}
+    for run in runs(params):
+        if not bundle.has_modality(run.modality):
+            out[run.name] = f"the city has no {MODALITY_NAMES[run.modality]} ({modality_files(run.modality)} absent)"
+            skips.write_skipped_outputs(skipped_paths(params, run.name), out[run.name])
+    if out and len(out) == len(runs(params)):  # nothing runs: the stage's report folder and metrics say why too
+        reports = Path(params["paths"]["reports"])
+        skips.write_skipped_outputs([reports / "04c_image_text", reports / "imagetext.json"], "; ".join(
+            f"{name}: {why}" for name, why in out.items()))
+    skips.announce(out, "04c_image_text")
+    return out
+
+
+def skipped_paths(params: Mapping[str, Any], name: str) -> list[Path]:
+    from musecl.config import embeddings_dir
+
+    return [embeddings_dir(params) / f"{name}.parquet", Path(params["paths"]["models"]) / "imagetext" / name]
+
+
+def run_all(params: Mapping[str, Any], bundle, progress: bool = False,
+            skip: Mapping[str, str] | None = None) -> dict[str, RunResult]:
+    """Train every selected run except those of `skip` (`skip_runs`), write its embedding table and model; returns
+    the results by run name."""
     cfg = imagetext_settings(params)
     city = City(dict(params), bundle, progress=progress)
     candidates = load_candidates(params, bundle)
@@ -110,6 +137,8 @@ def run_all(params: Mapping[str, Any], bundle, progress: bool = False) -> dict[s
     results: dict[str, RunResult] = {}
     settings = {"val_fraction": float(cfg.get("val_fraction", 0.2)), "refine": dict(cfg.get("refine") or {})}
     for run in runs(params):
+        if run.name in (skip or {}):
+            continue
         start = time.perf_counter()
         key = (run.modality, run.captions)
         method = ImageTextEmbedder(run, run_config(params, run), settings, captions_for(params, run, candidates),

@@ -12,6 +12,10 @@ setting, reusing the pipeline's own parts:
 
 `sensitivity.budget` overrides the encoders' training budget for these runs (on the CPU default a shorter one than the
 main runs, so the points compare with each other, not with the main results table).
+
+Only what the city has is run (:func:`plan`): an encoder whose modality the city lacks, or whose main-run table its
+stage skipped (musecl/embeddings.py `write_skipped`), is left out, and MuseCL too when any of its inputs is; each with
+its reason, which the notebook states.
 """
 from __future__ import annotations
 
@@ -77,6 +81,29 @@ def setting_params(params: dict[str, Any], setting: Setting) -> dict[str, Any]:
     return deep_merge(params, {"encoders": encoders, "poi_text": {"word2vec": {"vector_size": setting.embedding_dim}}})
 
 
+MAIN_TABLES = {"RS": "rs", "SV": "sv", "MuseCL": "musecl"}  # sensitivity method -> its main-run embedding table
+
+
+def plan(params: dict[str, Any], bundle) -> tuple[list[str], dict[str, str]]:
+    """The methods this city's sensitivity runs (of MuseCL, RS, SV) and {method: why not} for the others: the city
+    lacks the encoder's images, or the main run skipped the method's table (MuseCL also needs RS and SV)."""
+    from musecl.config import embeddings_dir
+    from musecl.embeddings import skipped_reason
+
+    skipped: dict[str, str] = {}
+    for method, modality in (("RS", "rs"), ("SV", "sv")):
+        if not bundle.has_modality(modality):
+            skipped[method] = f"the city has no {modality} images"
+    for method, table in MAIN_TABLES.items():
+        reason = skipped_reason(embeddings_dir(params) / f"{table}.parquet")
+        if reason is not None and method not in skipped:
+            skipped[method] = reason
+    if "MuseCL" not in skipped and {"RS", "SV"} & set(skipped):
+        skipped["MuseCL"] = "it fuses RS and SV, and " + " and ".join(m for m in ("RS", "SV") if m in skipped) + \
+            " was not run"
+    return [m for m in ("MuseCL", "RS", "SV") if m not in skipped], skipped
+
+
 def text_vectors(city: City, dim: int) -> pd.DataFrame:
     """Region text vectors of dimension `dim`: the `poi_text` stage's table when it has that size, else Word2Vec
     retrained with the stage's settings and that size."""
@@ -89,8 +116,9 @@ def text_vectors(city: City, dim: int) -> pd.DataFrame:
 
 
 def run_setting(params: dict[str, Any], setting: Setting, bundle, targets: pd.DataFrame, folds, settings,
-                progress: bool = True) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Train, fuse and evaluate one setting. Returns (results rows for MuseCL, RS and SV; a summary dict).
+                progress: bool = True, methods: tuple[str, ...] = ("MuseCL", "RS", "SV")
+                ) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Train, fuse and evaluate one setting. Returns (results rows for `methods` of MuseCL, RS and SV; a summary dict).
 
     Checkpoints go to `<paths.models>/sensitivity/<setting>/<modality>/`, so an interrupted stage resumes training.
     """
@@ -100,17 +128,23 @@ def run_setting(params: dict[str, Any], setting: Setting, bundle, targets: pd.Da
     city = City(p, bundle, progress=progress)
     tables, summary = {}, {"setting": setting.name, "embedding_dim": setting.embedding_dim, "margin": setting.margin}
     for m in MODALITIES:
+        if m.upper() not in methods and "MuseCL" not in methods:
+            continue
         encoder = TripletEncoder(m, m, p["encoders"][m], city.models / "sensitivity" / setting.name / m).fit(city)
         tables[m] = encoder.transform(city)
         h = encoder.result.history.set_index("epoch")
         summary[f"{m}_val_accuracy"] = float(h.loc[encoder.result.best_epoch, "val_accuracy"])
         summary[f"{m}_seconds"] = float(h.loc[h.index > 0, "seconds"].sum())
-    # the fusion reads these in memory; the text table is the stored one only when its size matches
-    fusion_city = City(p, bundle, progress=False, tables={"rs": tables["rs"], "sv": tables["sv"],
-                                                          "poi_text": text_vectors(city, setting.embedding_dim)})
-    fused = FusedRegions("MuseCL", p["fusion"]).fit(fusion_city)
-    summary["alpha_sv_mean"] = float(fused.attention["alpha_sv"].mean())
-    features = {"MuseCL": fused.transform(fusion_city), "RS": tables["rs"], "SV": tables["sv"]}
+    features = {m.upper(): tables[m] for m in MODALITIES if m.upper() in methods}
+    if "MuseCL" in methods:
+        # the fusion reads these in memory; the text table is the stored one only when its size matches
+        fusion_city = City(p, bundle, progress=False, tables={"rs": tables["rs"], "sv": tables["sv"],
+                                                              "poi_text": text_vectors(city, setting.embedding_dim)})
+        fused = FusedRegions("MuseCL", p["fusion"]).fit(fusion_city)
+        summary["alpha_sv_mean"] = float(fused.attention["alpha_sv"].mean())
+        features = {"MuseCL": fused.transform(fusion_city), **features}
+    if not features:
+        return pd.DataFrame(), summary
     results = evaluate(features, targets, folds, settings, progress=False).results
     return results, summary
 
@@ -147,26 +181,30 @@ def run_grid(params: dict[str, Any], bundle, progress: bool = True) -> tuple[pd.
     summary). The folds are the `evaluate` stage's (same regions, seed and spec), so the base point's numbers can be
     compared with the main results for the effect of the shorter budget."""
     targets, folds, settings = robust_inputs(params, bundle)
+    methods, _ = plan(params, bundle)
     per_setting, summaries = {}, []
-    todo = settings_to_run(params)
+    todo = settings_to_run(params) if methods else []  # nothing to vary without an encoder (the notebook says why)
     bar = None
     if progress:
         from tqdm import tqdm
 
         bar = tqdm(total=len(todo), desc="sensitivity settings", unit="setting")
     for setting in todo:
-        per_setting[setting], summary = run_setting(params, setting, bundle, targets, folds, settings, progress=False)
+        per_setting[setting], summary = run_setting(params, setting, bundle, targets, folds, settings, progress=False,
+                                                    methods=tuple(methods))
         summaries.append(summary)
         if bar is not None:
             bar.update(1)
     if bar is not None:
         bar.close()
     parts = []
-    for parameter, value, setting in grid(params):
+    for parameter, value, setting in (grid(params) if methods else []):
         part = per_setting[setting].copy()
         part.insert(0, "value", value)
         part.insert(0, "parameter", parameter)
         parts.append(part)
+    if not parts:
+        return pd.DataFrame(columns=["parameter", "value", "method", "indicator", "r2"]), pd.DataFrame()
     return pd.concat(parts, ignore_index=True), pd.DataFrame(summaries).set_index("setting")
 
 

@@ -57,9 +57,41 @@ def run_variant(params: dict[str, Any], variant: FusionVariant, bundle=None, pro
     return method.result
 
 
-def run_variants(params: dict[str, Any], bundle=None, progress: bool = False) -> tuple[dict, dict[str, FusionResult]]:
-    """Every selected variant (`baselines.selected_variants`, or all): their settings and FusionResults."""
-    variants = {name: fusion_variant(params, name) for name in variant_names(params)}
+def variant_outputs(params: dict[str, Any], name: str) -> list[Path]:
+    """What dvc.yaml declares for variant `name`: its embedding table, attention weights and metrics JSON."""
+    from musecl.config import embeddings_dir
+
+    return [embeddings_dir(params) / f"{name}.parquet", attention_path(params, name),
+            Path(params["paths"]["reports"]) / "variants" / f"{name}.json"]
+
+
+def skip_variants(params: dict[str, Any]) -> dict[str, str]:
+    """The selected variants whose input tables were skipped upstream (a city without a modality): their outputs are
+    written as skipped with the reason, and announced; returns {variant: reason}. A variant reads the text table only
+    when its loss or output needs it (Fusion-svrv does not: it runs without POIs)."""
+    from musecl.config import embeddings_dir
+    from musecl.embeddings import skipped_reason
+    from musecl.stages import skips
+
+    out = {}
+    for name in variant_names(params):
+        v = fusion_variant(params, name)
+        needs_text = v.fusion.get("loss") != "none" or v.fusion.get("output") != "image"
+        inputs = [v.rs, v.sv, *(["poi_text"] if needs_text else [])]
+        found = {t: skipped_reason(embeddings_dir(params) / f"{t}.parquet") for t in inputs}
+        missing = {t: why for t, why in found.items() if why is not None}
+        if missing:
+            out[name] = f"needs {', '.join(inputs)}; not run: " + "; ".join(f"{t} ({w})" for t, w in missing.items())
+            skips.write_skipped_outputs(variant_outputs(params, name), out[name])
+    skips.announce(out, VARIANT_STAGE)
+    return out
+
+
+def run_variants(params: dict[str, Any], bundle=None, progress: bool = False,
+                 skip: Mapping[str, str] | None = None) -> tuple[dict, dict[str, FusionResult]]:
+    """Every selected variant (`baselines.selected_variants`, or all) except those of `skip` (`skip_variants`): their
+    settings and FusionResults."""
+    variants = {name: fusion_variant(params, name) for name in variant_names(params) if name not in (skip or {})}
     return variants, {name: run_variant(params, v, bundle, progress) for name, v in variants.items()}
 
 
@@ -88,7 +120,9 @@ def variant_metrics_table(results: Mapping[str, FusionResult]) -> pd.DataFrame:
 
 
 def attention_summaries(results: Mapping[str, FusionResult]) -> pd.DataFrame:
-    """`attention_summary` of every variant, stacked (index: variant, weight)."""
+    """`attention_summary` of every variant, stacked (index: variant, weight); empty when every variant was skipped."""
+    if not results:
+        return pd.DataFrame()
     return pd.concat({name: attention_summary(r.attention) for name, r in results.items()})
 
 

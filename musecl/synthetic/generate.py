@@ -39,11 +39,14 @@ def generate_city(
     seed: int,
     progress: bool = True,
     workers: int | None = None,
+    modalities: Any = None,
 ) -> dict[str, Any]:
     """Write a complete synthetic city bundle to `out_dir` (atomically) and return its counts and stage timings.
 
     `workers` (default: the CPUs this process may use) only sets how many processes render images; it never changes
-    the output.
+    the output. `modalities` (params.yaml `data.synthetic.modalities`; default all of rs, sv, poi, mobility) leaves the
+    others out of the bundle: the city is generated in full (the same random streams, so the same indicators), and the
+    tables and images of a left-out modality are not written (nor its captions); city.json records the choice.
     """
     from musecl.storage import atomic_dir
 
@@ -52,6 +55,7 @@ def generate_city(
                         f"got {type(config).__name__}")
     check_config(config)
     seed = _check_seed(seed)
+    keep = check_modalities(modalities)
     timings: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -61,7 +65,7 @@ def generate_city(
         timings[name] = round(now - clock, 3)
         clock = now
 
-    city = build_city_tables(config, seed, lap)
+    city = leave_out(build_city_tables(config, seed, lap), keep)
     with atomic_dir(out_dir) as tmp:
         counts = write_tables(city, tmp)
         lap("write_tables")
@@ -69,7 +73,7 @@ def generate_city(
         lap("render_images")
         write_captions(facts, captions, tmp)
         lap("write_captions")
-        write_city_json(city, tmp, seed, counts)
+        write_city_json(city, tmp, seed, counts, keep)
     timings["total"] = round(sum(timings.values()), 3)
     return {"counts": counts, "timings_s": timings, "out_dir": str(Path(out_dir))}
 
@@ -80,6 +84,36 @@ def city_latent_field(config: SyntheticCityConfig, seed: int) -> LatentField:
     seed = _check_seed(seed)
     frame = build_frame(config, np.random.default_rng([seed, FRAME]))
     return build_latent_field(config, frame, np.random.default_rng([seed, LATENTS]))
+
+
+def check_modalities(modalities: Any) -> tuple[str, ...]:
+    """The modalities to write (`schema.MODALITIES` order); None = all. Errors name the key and the allowed values."""
+    allowed = tuple(schema.MODALITIES)
+    if modalities is None:
+        return allowed
+    if isinstance(modalities, str) or not all(isinstance(m, str) for m in modalities):
+        raise ValueError(f"data.synthetic.modalities must be a list of {list(allowed)}, got {modalities!r}")
+    unknown = [m for m in modalities if m not in allowed]
+    if unknown:
+        raise ValueError(f"data.synthetic.modalities: unknown modality {unknown}; expected some of {list(allowed)}")
+    if not modalities:
+        raise ValueError(f"data.synthetic.modalities is empty; a city needs at least one of {list(allowed)}")
+    return tuple(m for m in allowed if m in modalities)
+
+
+def leave_out(city: "SyntheticCity", keep: tuple[str, ...]) -> "SyntheticCity":
+    """The city without the tables of the modalities not in `keep` (None for POIs/mobility, empty image tables)."""
+    if set(keep) == set(schema.MODALITIES):
+        return city
+    changes: dict[str, Any] = {}
+    if "poi" not in keep:
+        changes["pois"] = None
+    if "mobility" not in keep:
+        changes.update(trips=None, trajectories=None)
+    for modality, table in (("rs", "remote_sensing"), ("sv", "street_view")):
+        if modality not in keep:
+            changes[table] = getattr(city, table).iloc[:0]
+    return dataclasses.replace(city, **changes)
 
 
 def _check_seed(seed: Any) -> int:
@@ -191,18 +225,20 @@ def write_tables(city: SyntheticCity, root: Path) -> dict[str, int]:
     }
     write_text(json.dumps(feature) + "\n", root / schema.BOUNDARY_FILE)
     write_parquet(city.regions, root / schema.REGIONS_FILE)
-    write_parquet(city.pois, root / schema.POIS_FILE)
+    if city.pois is not None:
+        write_parquet(city.pois, root / schema.POIS_FILE)
     if city.trips is not None:
         write_parquet(city.trips, root / schema.TRIPS_FILE)
     if city.trajectories is not None:
         write_parquet(city.trajectories, root / schema.TRAJECTORIES_FILE)
     write_parquet(city.indicators, root / schema.INDICATORS_FILE)
     write_parquet(city.latents[[REGION_ID, *LATENT_NAMES, *EXTRA_LATENTS]], root / schema.LATENTS_FILE)
-    write_parquet(city.remote_sensing, root / schema.REMOTE_SENSING_FILE)
-    write_parquet(city.street_view, root / schema.STREET_VIEW_FILE)
+    for table, file in ((city.remote_sensing, schema.REMOTE_SENSING_FILE), (city.street_view, schema.STREET_VIEW_FILE)):
+        if len(table):  # a left-out image modality has no rows (`leave_out`): no file
+            write_parquet(table, root / file)
     return {
         "regions": len(city.regions),
-        "pois": len(city.pois),
+        "pois": 0 if city.pois is None else len(city.pois),
         "trips": 0 if city.trips is None else len(city.trips),
         "trajectory_points": 0 if city.trajectories is None else len(city.trajectories),
         "taxis": 0 if city.trajectories is None else int(city.trajectories["vehicle_id"].nunique()),
@@ -215,11 +251,13 @@ def write_captions(facts: pd.DataFrame, captions: pd.DataFrame, root: Path) -> N
     """Write the true facts of every image (`scene_facts.parquet`) and its simulated captions (`captions.parquet`)."""
     from musecl.storage import write_parquet
 
-    write_parquet(facts, Path(root) / schema.SCENE_FACTS_FILE)
-    write_parquet(captions, Path(root) / schema.CAPTIONS_FILE)
+    if len(facts):  # a city without images has no captions
+        write_parquet(facts, Path(root) / schema.SCENE_FACTS_FILE)
+        write_parquet(captions, Path(root) / schema.CAPTIONS_FILE)
 
 
-def write_city_json(city: SyntheticCity, root: Path, seed: int, counts: dict[str, int]) -> None:
+def write_city_json(city: SyntheticCity, root: Path, seed: int, counts: dict[str, int],
+                    modalities: tuple[str, ...] = tuple(schema.MODALITIES)) -> None:
     from musecl import __version__
     from musecl.data.schema import FORMAT_VERSION, WGS84_CRS
     from musecl.storage import write_json
@@ -242,6 +280,8 @@ def write_city_json(city: SyntheticCity, root: Path, seed: int, counts: dict[str
             "street_view": {"size_px": int(city.config.sv_size_px)},
         },
     }
+    if set(modalities) != set(schema.MODALITIES):  # recorded only when some were left out (the default is unchanged)
+        meta["generator"]["modalities"] = list(modalities)
     write_json(meta, Path(root) / schema.CITY_FILE)
 
 
@@ -308,8 +348,9 @@ def render_images(
     from tqdm import tqdm
 
     root = Path(root)
-    (root / schema.REMOTE_SENSING_DIR).mkdir(parents=True, exist_ok=True)
-    (root / schema.STREET_VIEW_DIR).mkdir(parents=True, exist_ok=True)
+    for folder, table in ((schema.REMOTE_SENSING_DIR, city.remote_sensing), (schema.STREET_VIEW_DIR, city.street_view)):
+        if len(table):
+            (root / folder).mkdir(parents=True, exist_ok=True)
     batches = []
     for kind, table in ((KIND_REMOTE_SENSING, city.remote_sensing), (KIND_STREET_VIEW, city.street_view)):
         heading = table["heading"].to_numpy(dtype=np.float64) if "heading" in table else np.zeros(len(table))

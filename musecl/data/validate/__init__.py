@@ -12,7 +12,8 @@ remain errors. `docs/data_format.md` documents the format and these rules for pe
 The package's modules: `report` (the report and its error), `context` (the state a run shares, row reporting, message
 helpers), `checker` (`validate_bundle` and the order of the checks), `meta` (city.json, boundary.geojson), `columns`
 (reading tables, column presence and types, ids), `regions`, `points` (POIs, trips, trajectories), `images` (image
-tables and files), `values` (indicators, latents), `coverage` (regions without images or POIs) and `cli` (`main`).
+tables and files), `values` (indicators, latents), `coverage` (regions without images or POIs),
+`losses` (with ``drop``, no table emptied quietly) and `cli` (`main`).
 This module holds `import_bundle`, which writes a validated bundle's cleaned copy.
 """
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from musecl.contract import REGION_ID
 from musecl.data import schema
 from musecl.data.bundle import BundleError
 from musecl.data.validate.checker import BAD_ROWS, MIN_IMAGE_SIDE, validate_bundle
@@ -72,7 +74,13 @@ def import_bundle(
         for name, spec in schema.TABLES.items():
             if not (src / spec.file).is_file():
                 continue
-            if name in report.tables:
+            if name == "regions" and name in report.tables:  # GeoParquet: keep the geometry and its CRS
+                import geopandas as gpd
+
+                regions = gpd.read_parquet(src / spec.file).reset_index(drop=True)
+                regions[REGION_ID] = report.tables[name][REGION_ID].to_numpy()  # normalised ids, same rows
+                regions.to_parquet(tmp / spec.file, index=False)
+            elif name in report.tables:
                 report.tables[name].to_parquet(tmp / spec.file, index=False)
             else:
                 shutil.copy2(src / spec.file, tmp / spec.file)

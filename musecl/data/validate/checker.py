@@ -14,9 +14,10 @@ from musecl.data.validate.columns import read_tables
 from musecl.data.validate.context import Context
 from musecl.data.validate.coverage import check_coverage
 from musecl.data.validate.images import check_images_tables
+from musecl.data.validate.losses import check_losses
 from musecl.data.validate.meta import check_boundary, check_meta
 from musecl.data.validate.points import check_mobility, check_pois
-from musecl.data.validate.regions import check_regions
+from musecl.data.validate.regions import check_regions, normalise_region_ids
 from musecl.data.validate.report import ValidationReport
 from musecl.data.validate.values import check_indicators, check_latents
 
@@ -58,6 +59,7 @@ def run_checks(ctx: Context) -> ValidationReport:
     check_meta(ctx)
     check_boundary(ctx)
     read_tables(ctx)
+    normalise_region_ids(ctx)
     check_regions(ctx)
     check_pois(ctx)
     check_mobility(ctx)
@@ -66,17 +68,16 @@ def run_checks(ctx: Context) -> ValidationReport:
     check_latents(ctx)
     check_captions(ctx)
     check_coverage(ctx)
+    check_losses(ctx)
     collect_cleaned(ctx)
     return ctx.report
 
 
 def collect_cleaned(ctx: Context) -> None:
-    """The tables to write when rows were dropped or columns converted (drop mode only)."""
-    if not ctx.drop:
-        return
+    """The tables to write when rows were dropped (drop mode) or columns converted (region ids in both modes)."""
     for name, frame in ctx.frames.items():
-        if name == "regions" or (name not in ctx.converted and ctx.ok[name].all()):
-            continue  # regions are never dropped or converted; unchanged tables are copied as they are
+        if name not in ctx.converted and (not ctx.drop or name == "regions" or ctx.ok[name].all()):
+            continue  # regions are never dropped (only their ids normalised); unchanged tables are copied as they are
         table = ctx.raw[name].copy()
         for col in ctx.converted.get(name, ()):
             table[col] = frame[col]

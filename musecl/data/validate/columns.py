@@ -23,10 +23,7 @@ KEY_COLUMNS = {"regions": (REGION_ID,), "pois": ("poi_id",), "trips": ("trip_id"
 def read_tables(ctx: Context) -> None:
     """Read every table of the schema that is present (report the required ones that are not) and check its columns."""
     present = {name: (ctx.root / spec.file).is_file() for name, spec in schema.TABLES.items()}
-    if not present["trips"] and not present["trajectories"]:
-        ctx.error(f"{schema.TRIPS_FILE} / {schema.TRAJECTORIES_FILE}: both missing; expected at least one "
-                  f"(trips: columns {schema.TRIPS.required_columns}; trajectories: columns "
-                  f"{schema.TRAJECTORIES.required_columns})")
+    check_modalities(ctx, present)
     for name, spec in schema.TABLES.items():
         if not present[name]:
             if spec.required:
@@ -48,6 +45,23 @@ def read_tables(ctx: Context) -> None:
     mobility = [schema.TABLES[n].file for n in ("trips", "trajectories") if n in ctx.raw]
     if mobility and all(ctx.report.rows[f] == 0 for f in mobility):
         ctx.error(f"{' and '.join(mobility)}: no rows; expected some mobility data (trips or GPS points)")
+
+
+def check_modalities(ctx: Context, present: dict[str, bool]) -> None:
+    """A city has any non-empty combination of the four modalities (`schema.MODALITIES`): none is an error; a partial
+    set is a warning that names the modalities present and what the pipeline does without the others."""
+    have = [m for m, tables in schema.MODALITIES.items() if any(present[t] for t in tables)]
+    if not have:
+        ctx.error("no modality: " + ", ".join(schema.modality_files(m) for m in schema.MODALITIES)
+                  + " are all missing; expected at least one of the modalities remote sensing, street view, POIs, "
+                  "mobility (docs/data_format.md, 'Modalities')")
+    elif len(have) < len(schema.MODALITIES):
+        missing = [m for m in schema.MODALITIES if m not in have]
+        fallback = ("; image positives chosen by a missing similarity source fall back to geographic neighbours "
+                    "(pairs.fallback_rule)") if {"poi", "mobility"} & set(missing) else ""
+        ctx.warn(f"modalities: the city has {', '.join(have)}; missing "
+                 + ", ".join(f"{m} ({schema.modality_files(m)})" for m in missing)
+                 + f": the stages that need them are skipped{fallback} (docs/data_format.md, 'Modalities')")
 
 
 def check_columns(ctx: Context, name: str) -> bool:

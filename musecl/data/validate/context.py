@@ -61,12 +61,25 @@ class Context:
         self.region_ids: np.ndarray | None = None  # valid region ids (str)
         self.region_cells: np.ndarray | None = None  # the same as uint64 H3 cells
         self.sv_regions: np.ndarray | None = None
+        self.meta_unusable = True  # until check_meta finds a usable h3_resolution in city.json
 
     def error(self, message: str) -> None:
         self.report.errors.append(message)
 
     def warn(self, message: str) -> None:
         self.report.warnings.append(message)
+
+    def not_checked(self, what: str, because: str) -> None:
+        """Note (once, as a warning) a check skipped because a file it depends on is unusable, so that one broken
+        file never produces false errors in another."""
+        message = f"not checked: {what}: {because}"
+        if message not in self.report.warnings:
+            self.warn(message)
+
+    def missing_resolution(self) -> str:
+        """Why `resolution` is None, for a `not_checked` note."""
+        return (f"{schema.CITY_FILE} is invalid (no usable 'h3_resolution'; see its error)" if self.meta_unusable
+                else f"{schema.CITY_FILE}'s h3_resolution does not match the regions (see its error)")
 
     def rows(
         self,

@@ -1,6 +1,7 @@
 """The check that runs after every table is checked: does each region still have what MuseCL needs once bad rows
-are set aside? At least one usable remote-sensing image and one street-view image per region (errors); regions
-without any POI only get a warning, their POI embedding is empty.
+are set aside? At least one usable remote-sensing image and one street-view image per region when the city has that
+modality (errors); regions without any POI only get a warning, their POI embedding is empty. A modality the city does
+not have at all is not checked here (`columns.check_modalities` reports which exist).
 """
 from __future__ import annotations
 

@@ -36,13 +36,14 @@ def check_meta(ctx: Context) -> None:
     if "name" in meta:
         ctx.report.city = str(meta["name"])
     res = meta.get("h3_resolution")
-    if res is not None:
+    if "h3_resolution" in meta:
         if isinstance(res, bool) or not isinstance(res, int) or not 0 <= res <= 15:
             ctx.error(f"{file}: key 'h3_resolution' is {res!r}; expected an integer H3 resolution in 0..15 "
                       "(8: ~0.74 km² hexagons, 7: ~5.2 km²)")
         else:
             ctx.resolution = res
             ctx.report.h3_resolution = res
+            ctx.meta_unusable = False
     crs = meta.get("crs", schema.WGS84_CRS)
     if str(crs).upper() not in (schema.WGS84_CRS, "OGC:CRS84", "WGS84", "WGS 84", "CRS84"):
         ctx.error(f"{file}: key 'crs' is {crs!r}; expected {schema.WGS84_CRS!r} (all coordinates are WGS84 lon/lat)")

@@ -35,12 +35,20 @@ def check_points(ctx: Context, name: str, lon_col: str, lat_col: str) -> None:
     ctx.rows(name, out_of_range, "have out-of-range coordinates",
              "-180 <= lon <= 180 and -90 <= lat <= 90 (WGS84 degrees, lon/lat not swapped or projected)", cols,
              reason="out-of-range coordinates")
+    where = "whether the points of " + schema.TABLES[name].file + " lie inside the city"
     if ctx.boundary is None:
+        ctx.not_checked(where, f"{schema.BOUNDARY_FILE} is unusable (see its error)")
+        return
+    if ctx.resolution is None:  # a point outside the boundary may still lie in a region's hexagon: unknowable here
+        ctx.not_checked(where, ctx.missing_resolution())
+        return
+    if ctx.region_cells is None:
+        ctx.not_checked(where, f"{schema.REGIONS_FILE} is unusable (see its error)")
         return
     idx = np.flatnonzero(ctx.ok[name])
     inside = shapely.intersects_xy(ctx.boundary, lon[idx], lat[idx])
     outside_idx = idx[~inside]
-    if ctx.region_cells is not None and len(outside_idx) and ctx.resolution is not None:
+    if len(outside_idx):
         from musecl.data.regions import latlng_to_cells
 
         # A point just outside the boundary but in a region's hexagon still belongs to the city.

@@ -10,7 +10,28 @@ import numpy as np
 
 from musecl.contract import REGION_ID
 from musecl.data import schema
-from musecl.data.validate.context import Context, short
+from musecl.data.validate.context import Context, is_text, short, show
+
+
+def normalise_region_ids(ctx: Context) -> None:
+    """H3 ids in upper case or with surrounding spaces are normalised (lower case, stripped) in every table with a
+    region_id column, with a warning and a count per file; the cleaned tables are written with the canonical ids."""
+    for name in list(ctx.frames):
+        frame = ctx.frames[name]
+        if REGION_ID not in frame.columns or not is_text(frame[REGION_ID]):
+            continue
+        ids = frame[REGION_ID].astype("string")
+        canonical = ids.str.strip().str.lower()
+        changed = (ids != canonical).fillna(False).to_numpy(dtype=bool)
+        if not changed.any():
+            continue
+        first = int(np.flatnonzero(changed)[0])
+        frame[REGION_ID] = canonical.astype(object).where(canonical.notna(), None)
+        ctx.converted[name].append(REGION_ID)
+        ctx.warn(f"{schema.TABLES[name].file}: column '{REGION_ID}': {int(changed.sum())} H3 id(s) are not in "
+                 f"canonical form (upper case or surrounding spaces; first at row {first}: "
+                 f"{show(ctx.raw[name][REGION_ID].iloc[first])}); normalised to {canonical.iloc[first]!r} "
+                 "(lower-case hex, as h3 writes them)")
 
 
 def check_regions(ctx: Context) -> None:
@@ -31,11 +52,23 @@ def check_regions(ctx: Context) -> None:
     ctx.rows(name, ~valid, "are not valid H3 cell ids",
              "H3 cell indexes as hex strings, e.g. '8828308281fffff' (h3.latlng_to_cell)", [REGION_ID],
              reason="invalid H3 id", droppable=False)
-    if ctx.resolution is not None:
+    if ctx.resolution is None:
+        ctx.not_checked(f"the H3 resolution of {file}", ctx.missing_resolution())
+    else:
         res = np.array([h3.get_resolution(c) if v else -1 for c, v in zip(ids, valid)])
-        ctx.rows(name, valid & (res != ctx.resolution), "are H3 cells at another resolution",
-                 f"cells at the h3_resolution {ctx.resolution} declared in {schema.CITY_FILE}", [REGION_ID],
-                 reason="wrong H3 resolution", droppable=False)
+        wrong = valid & (res != ctx.resolution)
+        if wrong.any() and wrong.sum() == valid.sum():
+            # Every region disagrees with city.json: one error, and the regions stay usable for the other tables
+            # (the checks that need the resolution are skipped with a note instead of failing every point).
+            found = sorted(set(res[valid].tolist()))
+            ctx.error(f"{schema.CITY_FILE}: key 'h3_resolution' is {ctx.resolution} but all {int(valid.sum())} "
+                      f"regions of {file} are H3 cells at resolution {', '.join(map(str, found))} (first at row "
+                      f"{int(np.flatnonzero(valid)[0])}: {REGION_ID}={ids[valid][0]!r}); expected the two to agree")
+            ctx.resolution = None
+        else:
+            ctx.rows(name, wrong, "are H3 cells at another resolution",
+                     f"cells at the h3_resolution {ctx.resolution} declared in {schema.CITY_FILE}", [REGION_ID],
+                     reason="wrong H3 resolution", droppable=False)
     good = ctx.ok[name].copy()
     ctx.region_ids = ids[good].astype(str)
     ctx.region_cells = np.array([h3.str_to_int(c) for c in ctx.region_ids], dtype=np.uint64)
@@ -71,7 +104,10 @@ def check_regions(ctx: Context) -> None:
         ctx.rows(name, mismatch, "have a geometry that is not their H3 cell's hexagon",
                  "geometry = the cell's boundary polygon (musecl.data.regions.regions_frame builds it)",
                  [REGION_ID], reason="wrong region geometry", droppable=False)
-    if ctx.boundary is not None:
+    if ctx.boundary is None:
+        ctx.not_checked(f"whether the regions of {file} lie inside the boundary",
+                        f"{schema.BOUNDARY_FILE} is unusable (see its error)")
+    else:
         inside = shapely.intersects_xy(ctx.boundary, centres[:, 1], centres[:, 0])
         outside = np.zeros(len(frame), dtype=bool)
         outside[np.flatnonzero(good)] = ~inside
