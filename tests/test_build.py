@@ -173,7 +173,10 @@ def test_web_tiles_and_zone_trips_build(example, tmp_path):
     (lambda d: d["indicators"]["crime"].update(kind="heatmap"), "indicators.crime.kind': expected one of"),
     (lambda d: d["indicators"]["crime"].update(transform="sqrt"), "indicators.crime.transform"),
     (lambda d: d["boundary"].update(bbox=[1, 2, 3, 4]), "exactly one of 'file'"),
-    (lambda d: (d.pop("trips"), d.pop("trajectories")), "give 'trips' or 'trajectories'"),
+    # mobility is optional, but the example's trip and taxi counts need it
+    (lambda d: (d.pop("trips"), d.pop("trajectories")), "is counted from the bundle's (trips|trajectories), but the "
+                                                        "config has no '(trips|trajectories)' section"),
+    (lambda d: d.pop("pois"), "counted from the bundle's pois"),
 ])
 def test_config_errors_name_the_key(example, edit, message):
     data = _config_dict(example)
@@ -644,9 +647,16 @@ def test_uncovered_regions_follow_the_missing_policy(tmp_path, grid):
 
 
 def test_bundle_indicators_need_their_inputs(example):
+    import dataclasses
+
     data = _config_dict(example)
     del data["trajectories"]
-    config = city_config_from_dict(data, example["config"].parent)
+    with pytest.raises(ConfigError, match="'indicators.mobility_count': mobility_count is counted from the bundle's "
+                                          "trajectories, but the config has no 'trajectories' section"):
+        city_config_from_dict(data, example["config"].parent)
+    # A config made in code skips that check; the build still stops, naming the indicator, and writes nothing.
+    config = dataclasses.replace(city_config_from_dict(_config_dict(example), example["config"].parent),
+                                 trajectories=None)
     with pytest.raises(BuildError, match="mobility_count needs a 'trajectories' section"):
         build_bundle(config, example["root"] / "no_taxis", seed=0, progress=False)
     assert not (example["root"] / "no_taxis").exists()

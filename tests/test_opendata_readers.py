@@ -447,3 +447,28 @@ def test_every_crs_key_is_read_from_the_city_config(tmp_path):
     assert (config.pois.table.crs, config.trips.crs, config.trajectories.crs) == ("GCJ-02", "bd-09", "EPSG:32650")
     assert config.remote_sensing.tiles.crs == config.street_view.crs == config.indicators[0].crs == "GCJ-02"
     assert config.regions == ("rs", "pois") and config.remote_sensing.tiles.non_square == "crop"
+
+
+def test_pois_and_mobility_are_optional_sections_and_what_needs_them_is_checked(tmp_path):
+    from musecl.data import CityBundle
+    from musecl.data.validate import validate_bundle
+
+    config, n, with_tile, _, _ = _released_city(tmp_path, missing="zero")
+    raw = {k: v for k, v in config.raw.items() if k not in ("pois", "trips")}
+    raw["indicators"] = {"value": raw["indicators"]["value"]}
+    bare = city_config_from_dict(raw, tmp_path)
+    assert bare.pois is None and bare.trips is None and bare.trajectories is None
+    with pytest.raises(ConfigError, match=r"'indicators.pois': poi_count is counted from the bundle's pois, but the "
+                                          r"config has no 'pois' section"):
+        city_config_from_dict({**raw, "indicators": config.raw["indicators"]}, tmp_path)
+    with pytest.raises(ConfigError, match=r"'regions.keep': 'pois' needs a 'pois' section"):
+        city_config_from_dict({**raw, "regions": {"keep": ["rs", "pois"]}}, tmp_path)
+    with pytest.raises(ConfigError, match=r"trip_count is counted from the bundle's trips"):
+        city_config_from_dict({**raw, "indicators": {"trips": {"kind": "bundle", "of": "trip_count"}}}, tmp_path)
+    with pytest.warns(BuildWarning):
+        report = build_bundle(bare, tmp_path / "city", seed=0, progress=False)
+    bundle = CityBundle(tmp_path / "city")
+    assert bundle.modalities == ("rs", "sv") and not (tmp_path / "city" / "pois.parquet").exists()
+    assert bundle.meta["counts"]["pois"] == 0 and report.n_regions == int(with_tile.sum())
+    validation = validate_bundle(tmp_path / "city", progress=False)
+    assert validation.ok and any(w.startswith("modalities: the city has rs, sv; missing poi") for w in validation.warnings)

@@ -66,7 +66,7 @@ def build_bundle(
         kept = RegionSelection(cells, rs_index, sv_index, res, config.regions)
         report.add(kept.report)
         pois = _read_pois(config, RegionAssigner(kept.ids, res), report, progress)
-        if "pois" in config.regions:
+        if pois is not None and "pois" in config.regions:
             kept.require_points("no POI", pois["lon"].to_numpy(), pois["lat"].to_numpy())
         file_values, indicator_reports = external_indicators(
             config.indicators, regions_frame(list(kept.ids)), RegionAssigner(kept.ids, res), local_crs, progress)
@@ -75,7 +75,7 @@ def build_bundle(
         regions, rs_index, sv_index = kept.finish(rs_index, sv_index, tmp)
         report.n_regions = len(regions)
         assigner = RegionAssigner(regions[REGION_ID], res)
-        pois = _pois_in(pois, assigner, report)
+        pois = None if pois is None else _pois_in(pois, assigner, report)
         counts = BundleCounts(pois=pois)
         if config.trips is not None:
             from musecl.opendata.trips import read_trips
@@ -97,13 +97,14 @@ def build_bundle(
 
         regions.to_parquet(tmp / schema.REGIONS_FILE, index=False)
         boundary_frame(boundary, config.name).to_file(tmp / schema.BOUNDARY_FILE, driver="GeoJSON")
-        pois.to_parquet(tmp / schema.POIS_FILE, index=False)
+        if pois is not None:  # a city without POIs has no pois.parquet (the validator warns; stages skip)
+            pois.to_parquet(tmp / schema.POIS_FILE, index=False)
         rs_index.to_parquet(tmp / schema.REMOTE_SENSING_FILE, index=False)
         sv_index.to_parquet(tmp / schema.STREET_VIEW_FILE, index=False)
         indicators.to_parquet(tmp / schema.INDICATORS_FILE, index=False)
         rs_extent_m, _ = tile_side_m(cells.to_crs(local_crs), config.remote_sensing)
         _write_city_json(config, tmp, seed, local_crs, rs_extent_m, indicator_spec, report,
-                         {"pois": len(pois), "remote_sensing_images": len(rs_index),
+                         {"pois": 0 if pois is None else len(pois), "remote_sensing_images": len(rs_index),
                           "street_view_images": len(sv_index), "regions": len(regions)})
     report.seconds = time.perf_counter() - started
     return report
@@ -181,6 +182,9 @@ class RegionSelection:
         sv_keep = np.isin(self.sv_region, np.flatnonzero(self.keep))
         for rel in list(rs_index["path"][~rs_keep]) + list(sv_index["path"][~sv_keep]):
             (root / rel).unlink(missing_ok=True)
+        if (~rs_keep).any() or (~sv_keep).any():
+            self.report.note(f"the removed regions' images are left out: {int((~rs_keep).sum()):,} remote-sensing "
+                             f"tiles and {int((~sv_keep).sum()):,} street-view images")
         return (regions_frame(list(kept_ids)), rs_index[rs_keep].reset_index(drop=True),
                 sv_index[sv_keep].reset_index(drop=True))
 
@@ -199,7 +203,10 @@ def _pois_in(pois: pd.DataFrame, assigner: RegionAssigner, report: BuildReport) 
     return pois[inside].reset_index(drop=True)
 
 
-def _read_pois(config: CityConfig, assigner: RegionAssigner, report: BuildReport, progress: bool) -> pd.DataFrame:
+def _read_pois(config: CityConfig, assigner: RegionAssigner, report: BuildReport,
+               progress: bool) -> pd.DataFrame | None:
+    if config.pois is None:
+        return None
     frames = []
     reports = []
     if config.pois.osm is not None:

@@ -101,7 +101,7 @@ def city_config_from_dict(data: Mapping[str, Any], base_dir: str | Path, source:
         workers=top.int("workers", 1, minimum=1),
         regions=_regions(top.section("regions")),
         boundary=_boundary(top.section("boundary", required=True)),
-        pois=_pois(top.section("pois", required=True)),
+        pois=_pois(top.section("pois")),
         trips=_trips(top.section("trips")),
         trajectories=_trajectories(top.section("trajectories")),
         remote_sensing=_remote_sensing(top.section("remote_sensing", required=True)),
@@ -112,9 +112,24 @@ def city_config_from_dict(data: Mapping[str, Any], base_dir: str | Path, source:
         raw=dict(data),
     )
     top.finish()
-    if config.trips is None and config.trajectories is None:
-        raise ConfigError(f"{source}: give 'trips' or 'trajectories' (or both): MuseCL needs mobility data")
+    _check_modalities(config)
     return config
+
+
+# What a `kind: bundle` indicator counts, and the config section it needs.
+BUNDLE_SOURCES = {"poi_count": "pois", "comment_count": "pois", "trip_count": "trips", "mobility_count": "trajectories"}
+
+
+def _check_modalities(config: CityConfig) -> None:
+    """POIs and mobility are optional (a city may lack either or both; the pipeline skips what needs them), but what
+    the config asks of them must exist: `regions.keep: [pois]` and the `bundle` indicators counted from them."""
+    if config.pois is None and "pois" in config.regions:
+        raise ConfigError(f"{config.source}: key 'regions.keep': 'pois' needs a 'pois' section (the city has none)")
+    for ind in config.indicators:
+        needs = BUNDLE_SOURCES.get(ind.of or "") if ind.kind == "bundle" else None
+        if needs is not None and getattr(config, needs) is None:
+            raise ConfigError(f"{config.source}: key 'indicators.{ind.name}': {ind.of} is counted from the bundle's "
+                              f"{needs}, but the config has no '{needs}' section")
 
 
 def _regions(s: Section | None) -> tuple[str, ...]:
@@ -153,7 +168,10 @@ def _boundary(s: Section) -> BoundaryConfig:
     return out
 
 
-def _pois(s: Section) -> PoisConfig:
+def _pois(s: Section | None) -> PoisConfig | None:
+    """The POI sources, or None for a city without POIs (the pipeline then skips what needs them)."""
+    if s is None:
+        return None
     osm = table = None
     o = s.section("osm")
     if o is not None:

@@ -201,7 +201,7 @@ class CityConfig:
     name: str
     h3_resolution: int
     boundary: BoundaryConfig
-    pois: PoisConfig
+    pois: PoisConfig | None  # None: a city without POIs
     remote_sensing: RemoteSensingConfig
     street_view: StreetViewConfig
     indicators: tuple[IndicatorConfig, ...]

@@ -28,21 +28,33 @@ def _bounds() -> tuple[float, float, float, float]:
     return min(lons), min(lats), max(lons), max(lats)
 
 
-def landscape_rgb(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
-    """A made-up but spatially coherent 'aerial view' at lon/lat: sea to the south-east, parks, city blocks."""
-    x = (lon - 24.9365) * 55_600.0  # metres east (cos 60.17 deg x 111.3 km)
-    y = (lat - 60.1652) * 111_300.0  # metres north
-    sea = (x - 0.9 * y) > 1_050.0
+HELSINKI_PARKS = ((300.0, 700.0, 120.0), (700.0, 1_100.0, 90.0), (150.0, 200.0, 80.0))  # (x, y, radius) in metres
+
+
+def landscape_rgb(lon: np.ndarray, lat: np.ndarray, origin: tuple[float, float] = (24.9365, 60.1652),
+                  lon_m: float = 55_600.0, parks: tuple = HELSINKI_PARKS, sea: bool = True) -> np.ndarray:
+    """A made-up but spatially coherent 'aerial view' at lon/lat: city blocks and streets, round parks (x, y, radius
+    in metres from `origin`) and, with `sea`, sea to the south-east. `lon_m`: metres per degree of longitude."""
+    x = (lon - origin[0]) * lon_m  # metres east (Helsinki: cos 60.17 deg x 111.3 km)
+    y = (lat - origin[1]) * 111_300.0  # metres north
     park = np.zeros(x.shape, dtype=bool)
-    for cx, cy, r in ((300.0, 700.0, 120.0), (700.0, 1_100.0, 90.0), (150.0, 200.0, 80.0)):
+    for cx, cy, r in parks:
         park |= (x - cx) ** 2 + (y - cy) ** 2 < r ** 2
     street = (np.mod(x, 70.0) < 12.0) | (np.mod(y + 0.3 * x, 90.0) < 12.0)
     roof = 120 + 60 * np.sin(x / 37.0) * np.cos(y / 23.0)
     rgb = np.stack([roof + 30, roof, roof - 10], axis=-1)
     rgb[street] = (90, 90, 95)
     rgb[park] = (60, 120, 55)
-    rgb[sea] = (30, 70, 120)
+    if sea:
+        rgb[(x - 0.9 * y) > 1_050.0] = (30, 70, 120)
     return np.clip(rgb, 0, 255).astype(np.uint8)
+
+
+def made_up_panorama(rng: np.random.Generator, ground_rgb: np.ndarray, width: int = 128) -> np.ndarray:
+    """A made-up equirectangular panorama (`width` x 64 px): sky over ground of the aerial view's colour, noisy."""
+    sky = np.linspace(200, 120, 24)[:, None, None] * np.ones((1, width, 3))
+    ground = ground_rgb.astype(np.int16)[None, None, :] + rng.normal(0, 18, (40, width, 3))
+    return np.clip(np.concatenate([sky, ground], axis=0), 0, 255).astype(np.uint8)
 
 
 def example_inputs(folder: str | Path, seed: int = 0, web_tiles: bool = True) -> Path:
@@ -172,10 +184,7 @@ def _street_view(root: Path, rng: np.random.Generator) -> None:
     heading = rng.uniform(0, 360, len(lon)).round(1)
     rows = []
     for i in range(len(lon)):
-        base = landscape_rgb(np.array([lon[i]]), np.array([lat[i]]))[0].astype(np.int16)
-        sky = np.linspace(200, 120, 24)[:, None, None] * np.ones((1, 128, 3))
-        ground = base[None, None, :] + rng.normal(0, 18, (40, 128, 3))
-        pano = np.clip(np.concatenate([sky, ground], axis=0), 0, 255).astype(np.uint8)
+        pano = made_up_panorama(rng, landscape_rgb(np.array([lon[i]]), np.array([lat[i]]))[0])
         name = f"pano_{i:04d}.jpg"
         Image.fromarray(pano).save(folder / name, quality=92)
         rows.append({"pano_id": f"p{i:04d}", "file": name, "lon": round(lon[i], 7), "lat": round(lat[i], 7),

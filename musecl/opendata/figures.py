@@ -27,7 +27,7 @@ def input_inventory(folder: str | Path) -> pd.DataFrame:
 
 
 def data_overview(bundle: "CityBundle", max_points: int = 5_000, seed: int = 0) -> "matplotlib.figure.Figure":
-    """Four maps of the built city: regions with POIs, trip origins, taxi GPS fixes, street-view cameras."""
+    """Maps of the built city, one per point layer it has: POIs, trip origins, taxi GPS fixes, street-view cameras."""
     import matplotlib.pyplot as plt
 
     regions = bundle.regions()
@@ -37,7 +37,7 @@ def data_overview(bundle: "CityBundle", max_points: int = 5_000, seed: int = 0) 
     def sample(frame: pd.DataFrame) -> pd.DataFrame:
         return frame if len(frame) <= max_points else frame.iloc[np.sort(rng.choice(len(frame), max_points, False))]
 
-    layers = [("POIs", bundle.pois(), "lon", "lat", "tab:red")]
+    layers = [("POIs", bundle.pois(), "lon", "lat", "tab:red")] if bundle.has("pois") else []
     trips = bundle.trips()
     if trips is not None:
         layers.append(("trip origins", trips, "origin_lon", "origin_lat", "tab:blue"))

@@ -283,6 +283,8 @@ def bundle_indicator(config: IndicatorConfig, counts: BundleCounts, assigner: Re
     key = f"indicators.{config.name}"
     if config.of in ("poi_count", "comment_count"):
         pois = counts.pois
+        if pois is None:
+            raise BuildError(f"city config {key}: {config.of} needs a 'pois' section")
         index = assigner.assign(pois["lon"].to_numpy(), pois["lat"].to_numpy())
         if config.of == "poi_count":
             return assigner.counts(index).astype(np.float64)

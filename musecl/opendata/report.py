@@ -64,7 +64,9 @@ class ReaderReport:
         import warnings
 
         self.notes.append(f"warning: {text}")
-        warnings.warn(f"{self.reader}: {text}", BuildWarning, stacklevel=2)
+        # Attributed to the reader, not to a line of musecl: shown as one line, without a source line under it.
+        warnings.warn_explicit(f"{self.reader}: {text}", BuildWarning, filename=f"build ({Path(self.source).name})", lineno=0,
+                               module="musecl.opendata")
 
     @property
     def n_dropped(self) -> int:
