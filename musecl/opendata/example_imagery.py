@@ -50,6 +50,7 @@ def imagery_only_inputs(folder: str | Path, seed: int = 0) -> Path:
     """Write the inputs of the Prenzlauer Berg build into `folder` (replaced atomically); return its `city.yaml`."""
     import geopandas as gpd
 
+    from musecl.data.regions import regions_from_boundary
     from musecl.storage import atomic_dir
 
     folder = Path(folder)
@@ -61,28 +62,22 @@ def imagery_only_inputs(folder: str | Path, seed: int = 0) -> Path:
         # As a listings CSV: the Web Mercator coordinates and the attributes, no geometry column.
         pd.DataFrame(listings.drop(columns="geometry")).to_csv(tmp / "listings.csv", index=False)
         boundary = gpd.read_file(files["boundary"]).to_crs("EPSG:4326").union_all()
-        _tiles(tmp, boundary, rng)
-        _panoramas(tmp, boundary, rng)
+        cells = regions_from_boundary(boundary, H3_RESOLUTION)
+        _tiles(tmp, cells, rng)
+        _panoramas(tmp, cells, rng)
         (tmp / "city.yaml").write_text(CONFIG)
     return folder / "city.yaml"
-
-
-def _cells(boundary) -> pd.DataFrame:
-    from musecl.data.regions import regions_from_boundary
-
-    return regions_from_boundary(boundary, H3_RESOLUTION)
 
 
 def _aerial(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
     return landscape_rgb(lon, lat, origin=ORIGIN, lon_m=LON_M, parks=PARKS, sea=False)
 
 
-def _tiles(root: Path, boundary, rng: np.random.Generator) -> None:
+def _tiles(root: Path, cells: pd.DataFrame, rng: np.random.Generator) -> None:
     """One 3:2 tile per cell west of NO_TILE_EAST_OF, named by the cell's H3 id (upper case, as some releases write
     it), listed in tiles/tiles.csv."""
     from PIL import Image
 
-    cells = _cells(boundary)
     folder = root / "tiles"
     folder.mkdir()
     width, height = TILE_SIZE
@@ -103,12 +98,11 @@ def _tiles(root: Path, boundary, rng: np.random.Generator) -> None:
     pd.DataFrame(rows).to_csv(folder / "tiles.csv", index=False)
 
 
-def _panoramas(root: Path, boundary, rng: np.random.Generator) -> None:
+def _panoramas(root: Path, cells: pd.DataFrame, rng: np.random.Generator) -> None:
     """Two panoramas near every cell centre (jittered, kept in the cell), a few 3:1; metadata.csv beside them."""
     import h3
     from PIL import Image
 
-    cells = _cells(boundary)
     lon = np.repeat(cells["lon"].to_numpy(), 2) + rng.normal(0, 0.0008, 2 * len(cells))
     lat = np.repeat(cells["lat"].to_numpy(), 2) + rng.normal(0, 0.0005, 2 * len(cells))
     ids = np.repeat(cells["region_id"].to_numpy(dtype=object), 2)
