@@ -6,7 +6,10 @@ To keep the added time small, these pipelines run lighter settings than the main
 training seeds, the default frozen-trunk street-view encoder at 32 px instead of an end-to-end Inception v3, 120/60
 triplets per modality, three baseline runs (one that needs POIs, one with random positives, one pixel-statistics run),
 two fusion variants (one without text, one on the random-positive encoder) and one image-text run.
-Stages 06-07 (evaluation, sensitivity, figures) read the skipped tables and show them as "not run: reason".
+Stages 06-07 (evaluation, sensitivity, figures) read the skipped tables and show them as "not run: reason"; they run
+on the images-only city alone, which skips everything the other two skip (the POI text, MuseCL's fusion, the
+similarity-positive baselines) and more: the evaluation side has nothing a city without POIs or without mobility adds
+(a city with both runs 06-07 in the main tiny pipeline).
 """
 from __future__ import annotations
 
@@ -69,16 +72,25 @@ def city_pipeline(request, tmp_path_factory) -> TinyPipeline:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def stage_params():
-    cases = [pytest.param(s, id=s) for s in UPSTREAM]
-    cases += [pytest.param(s, id=s) for s in DOWNSTREAM]
-    return cases
+DOWNSTREAM_CITY = "images_only"
 
 
 @pytest.mark.notebook
 @pytest.mark.slow
-@pytest.mark.parametrize("stage", stage_params())
+@pytest.mark.parametrize("stage", UPSTREAM)
 def test_notebooks_run_without_a_modality(city_pipeline, stage):
+    _runs_to_the_end(city_pipeline, stage)
+
+
+@pytest.mark.notebook
+@pytest.mark.slow
+@pytest.mark.parametrize("city_pipeline", [DOWNSTREAM_CITY], indirect=True)
+@pytest.mark.parametrize("stage", DOWNSTREAM)
+def test_evaluation_notebooks_run_on_images_only(city_pipeline, stage):
+    _runs_to_the_end(city_pipeline, stage)
+
+
+def _runs_to_the_end(city_pipeline, stage):
     executed = city_pipeline.run(stage)
     assert ran_to_the_end(Path(executed)), f"{city_pipeline.city}: {stage}"
     # 05c with no extra seeds prints nothing of its own; 06 and 07 assert their checks without a closing line
@@ -115,13 +127,14 @@ def test_skipped_outputs_say_why(city_pipeline):
 
 @pytest.mark.notebook
 @pytest.mark.slow
+@pytest.mark.parametrize("city_pipeline", [DOWNSTREAM_CITY], indirect=True)
 def test_tables_say_what_was_not_run(city_pipeline):
-    """The paper tables of a city without POIs carry MuseCL's row as 'not run: <reason>'; with POIs they do not."""
+    """The paper tables of a city without POIs carry MuseCL's row as 'not run: <reason>' (with POIs they carry its
+    scores: the main tiny pipeline's tests)."""
     city_pipeline.run("07_paper_figures")
     table1 = (city_pipeline.paths["reports"] / "07_paper_figures" / "tables" / "table1_paper_ridge.md").read_text()
     musecl_rows = [line for line in table1.splitlines() if line.startswith("| MuseCL |")]
     assert len(musecl_rows) == 1, table1
-    if city_pipeline.city in ("no_poi", "images_only"):
-        assert "not run: " in musecl_rows[0] and "no POIs" in musecl_rows[0]
-    else:
-        assert "not run" not in musecl_rows[0]
+    assert "not run: " in musecl_rows[0] and "no POIs" in musecl_rows[0]
+    pg_rows = [line for line in table1.splitlines() if line.startswith("| PG-SimCLR |")]
+    assert len(pg_rows) == 1 and "not run: " in pg_rows[0], table1
