@@ -432,7 +432,7 @@ def _gradient_geotiff(path, dtype="uint8", crs="EPSG:3857", scale=1.0, shift_m=0
     """A raster whose band 1 grows west to east and band 2 south to north (so tiles reveal where they were cut)."""
     import rasterio
     from pyproj import Transformer
-    from rasterio.transform import from_origin
+    from musecl.opendata.remote_sensing import north_up
 
     to = Transformer.from_crs("EPSG:4326", crs, always_xy=True)
     (xa, xb), (ya, yb) = to.transform([BOX[0] - 0.01, BOX[2] + 0.01], [BOX[1] - 0.01, BOX[3] + 0.01])
@@ -442,7 +442,7 @@ def _gradient_geotiff(path, dtype="uint8", crs="EPSG:3857", scale=1.0, shift_m=0
     cols, rows = np.meshgrid(np.arange(width), np.arange(height))
     data = np.stack([cols / width * 250 * scale, (1 - rows / height) * 250 * scale, np.full(cols.shape, 100 * scale)])
     with rasterio.open(path, "w", driver="GTiff", width=width, height=height, count=3, dtype=dtype, crs=crs,
-                       transform=from_origin(xa, yb, res, res)) as dst:
+                       transform=north_up(xa, yb, res, res)) as dst:
         dst.write(data.astype(dtype))
 
 
@@ -571,7 +571,7 @@ def test_point_events_are_counted_per_region(tmp_path, grid):
 
 def test_raster_mean_per_region(tmp_path, grid):
     import rasterio
-    from rasterio.transform import from_origin
+    from musecl.opendata.remote_sensing import north_up
 
     from musecl.opendata.indicators import raster_mean
 
@@ -582,7 +582,7 @@ def test_raster_mean_per_region(tmp_path, grid):
     values = np.random.default_rng(1).uniform(0, 100, (height, width)).astype(np.float32)
     values[:5, :5] = -1  # nodata
     with rasterio.open(tmp_path / "pop.tif", "w", driver="GTiff", width=width, height=height, count=1,
-                       dtype="float32", crs="EPSG:4326", transform=from_origin(west, north, step, step),
+                       dtype="float32", crs="EPSG:4326", transform=north_up(west, north, step, step),
                        nodata=-1) as dst:
         dst.write(values, 1)
     cols, rows = np.meshgrid(np.arange(width), np.arange(height))

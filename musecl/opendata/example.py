@@ -121,14 +121,14 @@ def _imagery(root: Path) -> None:
     """An RGB GeoTIFF at 2 m in ETRS-TM35FIN, deflate-compressed and tiled, covering all but the east edge."""
     import rasterio
     from pyproj import Transformer
-    from rasterio.transform import from_origin
+    from musecl.opendata.remote_sensing import north_up
 
     minx, miny, maxx, maxy = _bounds()
     to_local = Transformer.from_crs("EPSG:4326", FINNISH_CRS, always_xy=True)
     xs, ys = to_local.transform([minx - 0.003, IMAGERY_EAST_EDGE], [miny - 0.0015, maxy + 0.0015])
     res = 2.0
     width, height = int((xs[1] - xs[0]) / res), int((ys[1] - ys[0]) / res)
-    transform = from_origin(xs[0], ys[1], res, res)
+    transform = north_up(xs[0], ys[1], res, res)
     cols, rows = np.meshgrid(np.arange(width) + 0.5, np.arange(height) + 0.5)
     lon, lat = Transformer.from_crs(FINNISH_CRS, "EPSG:4326", always_xy=True).transform(
         xs[0] + cols * res, ys[1] - rows * res)
@@ -274,7 +274,7 @@ def _crimes(root: Path, rng: np.random.Generator, n: int = 600) -> None:
 def _population(root: Path, rng: np.random.Generator) -> None:
     """WorldPop layout: float32 people per pixel, EPSG:4326, 3 arc-second (~90 m) pixels, nodata -99999."""
     import rasterio
-    from rasterio.transform import from_origin
+    from musecl.opendata.remote_sensing import north_up
 
     minx, miny, maxx, maxy = _bounds()
     step = 3 / 3600
@@ -285,7 +285,7 @@ def _population(root: Path, rng: np.random.Generator) -> None:
     people = people.astype(np.float32)
     people[-3:, -4:] = -99999  # the sea: no data
     with rasterio.open(root / "population.tif", "w", driver="GTiff", width=width, height=height, count=1,
-                       dtype="float32", crs="EPSG:4326", transform=from_origin(west, north, step, step),
+                       dtype="float32", crs="EPSG:4326", transform=north_up(west, north, step, step),
                        nodata=-99999) as dst:
         dst.write(people, 1)
 

@@ -51,6 +51,15 @@ def _to_uint8(data: np.ndarray, valid: np.ndarray, limits: list[tuple[float, flo
     return out
 
 
+
+def north_up(west: float, north: float, xres: float, yres: float):
+    """The affine transform of a north-up raster whose top-left corner is (west, north), with pixels xres wide and
+    yres high: the values of rasterio's `from_origin`, built directly (that helper multiplies Affine objects with `*`,
+    which the affine package deprecates with a warning on every call)."""
+    from rasterio.transform import Affine
+
+    return Affine(xres, 0.0, west, 0.0, -yres, north)
+
 class GeoTiffTiles:
     """Square tiles of a GeoTIFF on the city's metric grid: one WarpedVRT, one windowed read per tile."""
 
@@ -58,7 +67,6 @@ class GeoTiffTiles:
                  resolution: float, report: ReaderReport) -> None:
         import rasterio
         from rasterio.enums import ColorInterp
-        from rasterio.transform import from_origin
         from rasterio.vrt import WarpedVRT
 
         try:
@@ -76,7 +84,7 @@ class GeoTiffTiles:
         height = int(math.ceil((ymax - ymin) / resolution))
         has_alpha = ColorInterp.alpha in self.src.colorinterp
         self.vrt = WarpedVRT(
-            self.src, crs=local_crs, transform=from_origin(xmin, ymax, resolution, resolution), width=width,
+            self.src, crs=local_crs, transform=north_up(xmin, ymax, resolution, resolution), width=width,
             height=height, resampling=_resampling(config.resampling),
             add_alpha=self.src.nodata is None and not has_alpha,
         )
@@ -164,7 +172,7 @@ class WebMapTiles:
         return arr
 
     def tile(self, xmin: float, ymax: float, pixels: int) -> tuple[np.ndarray, np.ndarray]:
-        from rasterio.transform import Affine, from_origin
+        from rasterio.transform import Affine
         from rasterio.warp import reproject
 
         side = pixels * self.resolution
@@ -191,7 +199,7 @@ class WebMapTiles:
                                _HALF_WORLD - y0 * self.span)
         warped = np.zeros((4, pixels, pixels), dtype=np.uint8)
         reproject(mosaic, warped, src_transform=src_transform, src_crs=self.mercator_crs,
-                  dst_transform=from_origin(xmin, ymax, self.resolution, self.resolution), dst_crs=self.local_rio_crs,
+                  dst_transform=north_up(xmin, ymax, self.resolution, self.resolution), dst_crs=self.local_rio_crs,
                   resampling=self.resampling)
         valid = warped[3] >= 128
         out = warped[:3]
