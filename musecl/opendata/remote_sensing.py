@@ -51,7 +51,6 @@ def _to_uint8(data: np.ndarray, valid: np.ndarray, limits: list[tuple[float, flo
     return out
 
 
-
 def north_up(west: float, north: float, xres: float, yres: float):
     """The affine transform of a north-up raster whose top-left corner is (west, north), with pixels xres wide and
     yres high: the values of rasterio's `from_origin`, built directly (that helper multiplies Affine objects with `*`,
@@ -59,6 +58,7 @@ def north_up(west: float, north: float, xres: float, yres: float):
     from rasterio.transform import Affine
 
     return Affine(xres, 0.0, west, 0.0, -yres, north)
+
 
 class GeoTiffTiles:
     """Square tiles of a GeoTIFF on the city's metric grid: one WarpedVRT, one windowed read per tile."""
