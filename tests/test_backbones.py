@@ -133,7 +133,8 @@ def test_trunk_cache_trains_what_the_pixel_path_trains(tmp_path, kind):
     images = rng.integers(0, 255, size=(24, 32, 32, 3), dtype=np.uint8)
     cache = cache_from_arrays(images, [f"i{i}" for i in range(24)], [f"r{i // 3}" for i in range(24)], tmp_path / "c")
     trip = np.stack([rng.permutation(24)[:3] for _ in range(40)])
-    spec = ModelSpec("efficientnet_lite0", embedding_dim=8, frozen_stages=7, normalize="half", input_size=32)
+    spec = ModelSpec("efficientnet_lite0", embedding_dim=8, frozen_stages=7, normalize="half", input_size=32,
+                     weights="imagenet")  # random frozen stages give ~1e-7 features: a degenerate, knife-edge fit
     config = TrainConfig(model=spec, epochs=2, batch_size=8, augment=kind, seed=1, progress=False,
                          bn_recalibration=16, select_by="val_loss")
     cached = train_encoder(cache, trip, trip[:16], config, tmp_path / "cached")
@@ -141,7 +142,9 @@ def test_trunk_cache_trains_what_the_pixel_path_trains(tmp_path, kind):
     x = torch.from_numpy(images[:5]).permute(0, 3, 1, 2).float() / 255
     with torch.no_grad():
         a, b = cached.model.eval()(x), pixels.model.eval()(x)
-    assert torch.allclose(a, b, atol=1e-3, rtol=1e-3), (a - b).abs().max()
+    # the cached trunk runs channels_last in chunks (trunk.run_trunk): ~1e-6 relative rounding, grown to ~1e-3 by two
+    # epochs of training; a wrong augmentation variant moves the outputs by ~0.1
+    assert torch.allclose(a, b, atol=5e-3, rtol=1e-3), (a - b).abs().max()
     assert np.allclose(cached.history["train_loss"].to_numpy()[1:], pixels.history["train_loss"].to_numpy()[1:],
                        rtol=1e-3)
     frozen_before = build_encoder(spec, seed=1).state_dict()
@@ -190,7 +193,7 @@ def test_region_embeddings_reuse_the_trunk_and_match_the_full_forward_pass(tmp_p
     reused = embed_images(model, cache, batch_size=3, device="cpu", precision="fp32")
     trunk._MEMO.clear()
     full = embed_images(model, cache, batch_size=3, device="cpu", precision="fp32")
-    assert np.allclose(reused, full, atol=1e-5)
+    assert np.allclose(reused, full, rtol=1e-5, atol=1e-4)  # same function; trunk and top in different layouts
 
 
 def test_trunk_kept_on_disk_is_loaded_by_the_next_process_and_trains_alike(tmp_path, capsys):

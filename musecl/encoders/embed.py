@@ -30,18 +30,17 @@ def embed_images(
 ) -> np.ndarray:
     """Embedding of every cached image, (n_images, dim) float32, in cache order (model in eval mode, no augmentation).
     A model with a frozen trunk that this process already computed on `cache` runs only its top on it."""
+    from musecl.encoders.trunk import CPU_TRUNK_CHUNK, channels_last_modules, memoized_trunk
+
     dev = resolve_device(device)
-    channels_last = dev.type == "cuda"
     model = model.eval().to(dev)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    trunk = memoized_trunk(model, cache, precision, dev)  # the frozen trunk the trainer computed, when it did
+    if trunk is None and dev.type == "cpu":
+        batch_size = min(batch_size, CPU_TRUNK_CHUNK)  # small channels_last batches run fastest on a CPU (trunk.py)
     out = np.empty((len(cache), model.spec.embedding_dim), dtype=np.float32)
     starts = range(0, len(cache), batch_size)
     starts = progress_iter(starts, progress, "embedding images", "batch")
-    from musecl.encoders.trunk import memoized_trunk
-
-    trunk = memoized_trunk(model, cache, precision, dev)  # the frozen trunk the trainer computed, when it did
-    with torch.inference_mode():
+    with torch.inference_mode(), channels_last_modules([model] if trunk is None else []):
         for start in starts:
             if trunk is not None:
                 rows = np.arange(start, min(start + batch_size, len(cache)))
@@ -50,7 +49,7 @@ def embed_images(
                 out[start : start + len(rows)] = z.float().cpu().numpy()
                 continue
             chunk = torch.from_numpy(np.array(cache.images[start : start + batch_size]))
-            x = to_input(chunk.to(dev, non_blocking=True), channels_last)
+            x = to_input(chunk.to(dev, non_blocking=True), True).contiguous(memory_format=torch.channels_last)
             with autocast_context(dev, precision):
                 z = model(x)
             out[start : start + len(chunk)] = z.float().cpu().numpy()

@@ -28,6 +28,7 @@ from musecl.encoders.backbones import n_stages, stage_functions
 from musecl.encoders.devices import autocast_context, resolve_device
 from musecl.encoders.models import ModelSpec, build_encoder
 from musecl.encoders.tracking import progress_iter
+from musecl.encoders.trunk import CPU_TRUNK_CHUNK, channels_last_modules
 
 _TOKENS: "OrderedDict[str, torch.Tensor]" = OrderedDict()
 TOKEN_MEMO_SIZE = 4  # token tensors kept per process (RS + SV of a city, twice)
@@ -67,17 +68,25 @@ def image_tokens(cache_or_images, backbone: str = "efficientnet_lite0", input_si
                      frozen_stages=frozen)
     encoder = build_encoder(spec, seed=0).to(dev).eval()
     rest = stage_functions(encoder.backbone, backbone)[frozen:stages]
+    if dev.type == "cpu":
+        batch_size = min(batch_size, CPU_TRUNK_CHUNK)  # small channels_last batches run fastest on a CPU
     chunks = [np.arange(i, min(i + batch_size, len(images))) for i in range(0, len(images), batch_size)]
-    out: list[torch.Tensor] = []
-    with torch.inference_mode():
+    tokens: torch.Tensor | None = None  # filled chunk by chunk (a list of chunks and their concatenation: twice)
+    with torch.inference_mode(), channels_last_modules([encoder]):
         for rows in progress_iter(chunks, progress, "image tokens"):
             x = torch.from_numpy(np.ascontiguousarray(images[rows])).to(dev).permute(0, 3, 1, 2).float().div_(255.0)
+            x = x.contiguous(memory_format=torch.channels_last)
             with autocast_context(dev, precision):
                 h = encoder.trunk(x)
                 for stage in rest:
                     h = stage(h)
-            out.append(h.float().flatten(2).transpose(1, 2).cpu())  # (b, C, H, W) -> (b, H*W, C)
-    tokens = torch.cat(out) if out else torch.empty(0)
+            h = h.float().flatten(2).transpose(1, 2)  # (b, C, H, W) -> (b, H*W, C)
+            if tokens is None:
+                with torch.inference_mode(False):  # a normal tensor: the training reads it outside inference mode
+                    tokens = torch.empty((len(images), *h.shape[1:]), dtype=torch.float32)
+            tokens[rows[0] : rows[-1] + 1] = h.cpu()
+    if tokens is None:
+        tokens = torch.empty(0)
     _TOKENS[key] = tokens
     while len(_TOKENS) > TOKEN_MEMO_SIZE:
         _TOKENS.popitem(last=False)
@@ -116,14 +125,20 @@ class TokenTower(nn.Module):
         return self.ln_post(self.attn_pool(h))  # (B, 1 + caption_queries, pool_width)
 
     @torch.no_grad()
-    def set_token_stats(self, tokens: torch.Tensor) -> None:
-        """Standardise the trunk's channels with the mean and standard deviation over `tokens` (images x positions):
-        post-activation features share a large common component that would otherwise make every image look alike
-        to the contrastive loss at the start."""
-        chunks = [c.reshape(-1, c.shape[-1]).double() for c in tokens.split(256)]  # float64 sums, in chunks
-        count = sum(len(c) for c in chunks)
-        mean = sum(c.sum(0) for c in chunks) / count
-        var = sum((c - mean).square().sum(0) for c in chunks) / max(1, count - 1)
+    def set_token_stats(self, tokens: torch.Tensor, rows: np.ndarray | None = None) -> None:
+        """Standardise the trunk's channels with the mean and standard deviation over `tokens` (images x positions;
+        only images `rows` when given): post-activation features share a large common component that would otherwise
+        make every image look alike to the contrastive loss at the start. Float64 sums over chunks of 256 images, each
+        converted when it is used (the whole set in float64 would be twice the tokens' size)."""
+        rows = np.arange(len(tokens)) if rows is None else np.asarray(rows)
+
+        def chunks():
+            for start in range(0, len(rows), 256):
+                yield tokens[torch.from_numpy(rows[start : start + 256])].reshape(-1, tokens.shape[-1]).double()
+
+        count = len(rows) * tokens.shape[1]
+        mean = sum(c.sum(0) for c in chunks()) / count
+        var = sum((c - mean).square().sum(0) for c in chunks()) / max(1, count - 1)
         self.token_mean.copy_(mean.float())
         self.token_std.copy_(var.sqrt().clamp_min(1e-6).float())
 

@@ -65,7 +65,7 @@ def fit_urbanclip(tokens: torch.Tensor, captions: Sequence[Sequence[str]], val_m
     phases = [Phase("urbanclip", config.epochs, ids)]
     text = {"sentences": int(counts.sum()), "truncated_share": _truncated(vocab, chosen, config.context_length)}
     model = build_model("urbanclip", config, vocab, tokens.shape[1], tokens.shape[2], seed)
-    model.visual.set_token_stats(tokens[torch.from_numpy(np.flatnonzero(~val_mask))])
+    model.visual.set_token_stats(tokens, np.flatnonzero(~val_mask))
     return _fit(model, tokens, phases, val_mask, seed, device, progress, checkpoint_dir, text)
 
 
@@ -116,7 +116,7 @@ def _urbanln_setup(tokens, short_captions, long_captions, val_mask, config: Imag
     else:
         vocab = Vocabulary.build(short + long_)
         model = build_model("urbanln", config, vocab, tokens.shape[1], tokens.shape[2], seed)
-        model.visual.set_token_stats(tokens[torch.from_numpy(np.flatnonzero(~val_mask))])
+        model.visual.set_token_stats(tokens, np.flatnonzero(~val_mask))
     long_length = stretched_length(config.context_length, config.ipsi_keep, config.ipsi_ratio) if config.stretch \
         else config.context_length
     kept = config.ipsi_keep if config.stretch and config.ipsi_freeze_kept else 0
