@@ -40,7 +40,7 @@ from musecl.encoders.devices import (
 from musecl.encoders.image_cache import ImageCache
 from musecl.encoders.losses import ntxent_loss, triplet_loss, validation_metrics
 from musecl.encoders.models import build_encoder, check_input_size
-from musecl.encoders.tracking import log_epoch, open_live, progress_bar
+from musecl.encoders.tracking import close_live, log_epoch, open_live, progress_bar
 from musecl.encoders.trunk import TrunkFeatures, trunk_features
 from musecl.encoders.validation import embed_rows, recalibrate_batchnorm
 
@@ -187,8 +187,7 @@ def _train(run: _Run) -> TrainResult:
     finally:
         if bar is not None:
             bar.close()
-        if live is not None:
-            live.end()
+        close_live(live)
     dctx.barrier()
     final = load_encoder(run.out_dir / BEST)
     return TrainResult(final, pd.DataFrame(state.history), int(state.best["epoch"]), float(state.best["metric"]),

@@ -6,6 +6,7 @@ tqdm are imported lazily and, when they are not installed (a bare GPU machine), 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 PROGRESS_INTERVAL_S = 2.0  # seconds between refreshes: each one travels from the notebook kernel to the terminal
@@ -23,6 +24,24 @@ def open_live(log_dir: str | None, history: list[dict[str, Any]]):
     for row in history:
         log_epoch(live, row)
     return live
+
+
+def close_live(live) -> None:
+    """`live.end()`, tolerating DVCLive's race between processes of one DVC repository.
+
+    Inside a DVC repository every `next_step` writes `.dvc/tmp/exps/run/DVCLIVE_STEP_COMPLETED` (a signal for DVC's VS
+    Code extension) and `end` removes it again, checking first that it exists. Two runs ending at the same moment (the
+    `seeds` stage's worker processes, `training_seeds.n_jobs` > 1) can both see the file and one of them then fails to
+    remove it. That removal is the last thing `end` does, so the run's metrics and plots are already written; the
+    missing signal file is ignored, any other error is raised.
+    """
+    if live is None:
+        return
+    try:
+        live.end()
+    except FileNotFoundError as error:
+        if Path(str(error.filename or "")).name != "DVCLIVE_STEP_COMPLETED":
+            raise
 
 
 def log_epoch(live, row: dict[str, Any]) -> None:
