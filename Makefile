@@ -44,7 +44,7 @@ browser:
 	  fi; }
 
 test: env browser
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --dist loadgroup  # one worker per core; tests/conftest.py groups the tests
 
 lab: env
 	$(BIN)/jupyter lab notebooks/

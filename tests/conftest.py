@@ -29,6 +29,89 @@ NOTEBOOK_ORDER = [
 ]
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """In a pytest-xdist worker (`make test` runs `pytest -n auto --dist loadgroup`), every process it starts shares
+    the cores with the other workers: torch, OpenMP and BLAS get cores // workers threads (at least 1), inherited by the
+    notebooks' kernels and any subprocess. Left at torch's default (all cores in every worker) two workers on 2 cores
+    ran test_encoders.py 4x slower than one worker alone (266 s for two copies vs 96 s with one thread each)."""
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is None:
+        return
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    threads = str(max(1, cores // int(workerinput.get("workercount", 1))))
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = threads
+
+
+# ---- pytest-xdist: `make test` runs `pytest -n auto --dist loadgroup` (one worker per core) -------------------------
+# Tests that share an expensive fixture run in one worker, so that each tiny pipeline runs its notebooks once per session
+# (as without xdist) and module fixtures are built once; the pipelines start first, the unit tests fill in around them.
+# The groups are computed from test ids (the controller that schedules sees nothing else); every worker checks them
+# against the fixtures each test really uses (`check_groups`).
+TINY_PIPELINE_FILES = {  # the files with tests that use the session's `tiny_pipeline` fixture
+    "test_notebooks_baselines.py", "test_notebooks_evaluation.py", "test_notebooks_imagetext.py",
+    "test_notebooks_pairs_encoders.py", "test_notebooks_prepare.py", "test_notebooks_text_fusion.py",
+    "test_seeds.py", "test_sensitivity.py",
+}
+MODALITY_CITIES = ("no_poi", "no_mobility", "images_only")  # test_notebooks_modalities.CITIES: one group per city
+FIRST = ["tiny_pipeline", "tests/test_notebooks_build.py", "modalities_images_only", "modalities_no_poi",
+         "modalities_no_mobility", "tests/test_oracle_zoo.py"]  # the longest groups, started first
+
+
+def xdist_group(nodeid: str) -> str:
+    """The group of a test id: `tiny_pipeline`, `modalities_<city>` or the test's file."""
+    path, _, rest = nodeid.partition("::")
+    if Path(path).name in TINY_PIPELINE_FILES:
+        return "tiny_pipeline"
+    if Path(path).name == "test_notebooks_modalities.py" and "[" in rest:
+        cities = [p for p in rest[rest.index("[") + 1:-1].split("-") if p in MODALITY_CITIES]
+        if cities:
+            return f"modalities_{cities[0]}"
+    return path
+
+
+def check_groups(items: list[pytest.Item]) -> None:
+    """Every test that uses a tiny pipeline is in that pipeline's group (else it would run the pipeline again)."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if "tiny_pipeline" in item.fixturenames:
+            expected = "tiny_pipeline"
+        elif callspec is not None and "city_pipeline" in callspec.params:
+            expected = f"modalities_{callspec.params['city_pipeline']}"
+        else:
+            continue
+        if xdist_group(item.nodeid) != expected:
+            raise pytest.UsageError(
+                f"{item.nodeid} uses the {expected.split('_')[0]} pipeline but tests/conftest.py puts it in group "
+                f"{xdist_group(item.nodeid)!r}: add its file to TINY_PIPELINE_FILES (or the city to MODALITY_CITIES)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    check_groups(items)
+    if getattr(config, "workerinput", None) is not None:  # an xdist worker: the longest groups first (stable sort)
+        items.sort(key=lambda item: FIRST.index(g) if (g := xdist_group(item.nodeid)) in FIRST else len(FIRST))
+
+
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """`--dist loadgroup` with the groups of `xdist_group`, sent to the workers in collection order (`FIRST` first).
+
+    pytest-xdist's own loadgroup reads `xdist_group` marks by renaming the test ids, which pytest 9 no longer allows
+    (every test became its own group): this scheduler groups by id instead."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class PipelineGroups(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return xdist_group(nodeid)
+
+    config.option.loadscopereorder = False  # keep the collection order (pipelines first), not the largest count first
+    return PipelineGroups(config, log)
+
+
 class TinyPipeline:
     """The numbered notebooks executed on the tiny configuration, with every output under one temporary folder."""
 
