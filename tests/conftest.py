@@ -29,6 +29,41 @@ NOTEBOOK_ORDER = [
 ]
 
 
+WORKER_MEMORY_GB = 3.5  # a worker's peak with its notebook kernel (2 workers: 6.3 GB used, ~0.5 GB of it at rest)
+
+
+def auto_workers(cores: int, available_gb: float | None) -> int:
+    """Workers for `-n auto`: one per core, as many as the available memory holds (at least one)."""
+    by_memory = cores if available_gb is None else int(available_gb // WORKER_MEMORY_GB)
+    return max(1, min(cores, by_memory))
+
+
+def available_memory_gb() -> float | None:
+    """MemAvailable from /proc/meminfo (Linux), else None."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / 2**20
+    except OSError:
+        pass
+    return None
+
+
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook: `-n auto`
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    import os
+
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None  # xdist's own hook reads it
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    available = available_memory_gb()
+    workers = auto_workers(cores, available)
+    if workers < cores:
+        print(f"pytest-xdist: {workers} worker(s) for {cores} cores: {available:.1f} GB of memory available, "
+              f"about {WORKER_MEMORY_GB} GB per worker (tests/conftest.py)")
+    return workers
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """In a pytest-xdist worker (`make test` runs `pytest -n auto --dist loadgroup`), every process it starts shares
     the cores with the other workers: torch, OpenMP and BLAS get cores // workers threads (at least 1), inherited by the

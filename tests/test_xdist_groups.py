@@ -36,3 +36,12 @@ def test_a_pipeline_test_outside_its_group_is_refused():
     with pytest.raises(pytest.UsageError, match="MODALITY_CITIES"):
         check_groups([city])
     check_groups([SimpleNamespace(nodeid="tests/test_pairs.py::test_x", fixturenames=["tmp_path"])])  # no pipeline
+
+
+def test_workers_are_one_per_core_as_memory_allows():
+    from conftest import WORKER_MEMORY_GB, auto_workers
+
+    assert auto_workers(2, 20.0) == 2
+    assert auto_workers(2, None) == 2  # memory unknown: the cores decide
+    assert auto_workers(16, 3 * WORKER_MEMORY_GB + 0.1) == 3
+    assert auto_workers(2, WORKER_MEMORY_GB - 0.5) == 1  # never fewer than one
