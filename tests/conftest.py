@@ -131,11 +131,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook
 def pytest_xdist_make_scheduler(config: pytest.Config, log):
-    """`--dist loadgroup` with the groups of `xdist_group`, sent to the workers in collection order (`FIRST` first).
+    """`--dist loadgroup` (and plain `-n N`, whose default `load` would run a pipeline in every worker) with the groups
+    of `xdist_group`, sent to the workers in collection order (`FIRST` first).
 
     pytest-xdist's own loadgroup reads `xdist_group` marks by renaming the test ids, which pytest 9 no longer allows
     (every test became its own group): this scheduler groups by id instead."""
-    if config.getvalue("dist") != "loadgroup":
+    if config.getvalue("dist") not in ("load", "loadgroup"):
         return None
     from xdist.scheduler import LoadScopeScheduling
 
