@@ -38,6 +38,13 @@ def auto_workers(cores: int, available_gb: float | None) -> int:
     return max(1, min(cores, by_memory))
 
 
+def usable_cores() -> int:
+    """The cores this process may run on."""
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def available_memory_gb() -> float | None:
     """MemAvailable from /proc/meminfo (Linux), else None."""
     try:
@@ -55,9 +62,8 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
 
     if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
         return None  # xdist's own hook reads it
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     available = available_memory_gb()
-    workers = auto_workers(cores, available)
+    workers = auto_workers(cores := usable_cores(), available)
     if workers < cores:
         print(f"pytest-xdist: {workers} worker(s) for {cores} cores: {available:.1f} GB of memory available, "
               f"about {WORKER_MEMORY_GB} GB per worker (tests/conftest.py)")
@@ -74,8 +80,7 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     import os
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    threads = str(max(1, cores // int(workerinput.get("workercount", 1))))
+    threads = str(max(1, usable_cores() // int(workerinput.get("workercount", 1))))
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = threads
 
