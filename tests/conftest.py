@@ -38,13 +38,6 @@ def auto_workers(cores: int, available_gb: float | None) -> int:
     return max(1, min(cores, by_memory))
 
 
-def usable_cores() -> int:
-    """The cores this process may run on."""
-    import os
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
 def available_memory_gb() -> float | None:
     """MemAvailable from /proc/meminfo (Linux), else None."""
     try:
@@ -60,10 +53,12 @@ def available_memory_gb() -> float | None:
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
     import os
 
+    from musecl.synthetic.generate import usable_cpus
+
     if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
         return None  # xdist's own hook reads it
     available = available_memory_gb()
-    workers = auto_workers(cores := usable_cores(), available)
+    workers = auto_workers(cores := usable_cpus(), available)
     if workers < cores:
         print(f"pytest-xdist: {workers} worker(s) for {cores} cores: {available:.1f} GB of memory available, "
               f"about {WORKER_MEMORY_GB} GB per worker (tests/conftest.py)")
@@ -80,7 +75,9 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     import os
 
-    threads = str(max(1, usable_cores() // int(workerinput.get("workercount", 1))))
+    from musecl.synthetic.generate import usable_cpus
+
+    threads = str(max(1, usable_cpus() // int(workerinput.get("workercount", 1))))
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = threads
 
