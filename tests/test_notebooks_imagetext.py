@@ -51,3 +51,36 @@ def test_image_text_notebook(tiny_pipeline) -> None:
     report = paths["reports"] / "04c_image_text"
     for name in ("training_curves.png", "retrieval.png", "runs.md"):
         assert (report / name).stat().st_size > 0, name
+
+
+def test_runs_sharing_captions_share_one_refinement(tiny_pipeline, tmp_path, monkeypatch) -> None:
+    """The stage refines the captions once per (modality, captions): a second run gets the first one's table, and
+    it is what refining again with the shared short-caption model gives."""
+    from pathlib import Path
+
+    from musecl.config import deep_merge, load_params
+    from musecl.methods import City, ImageTextEmbedder
+    from musecl.stages import imagetext as stage
+
+    tiny_pipeline.run("04c_image_text")  # the tiny city's captions and image caches
+    root = Path(__file__).resolve().parents[1]
+    params = load_params(root / "params.yaml", deep_merge(tiny_pipeline.overrides, {
+        "paths": {"models": str(tmp_path / "models")},
+        "imagetext": {"selected": ["urbanln_sv", "urbanln_sv_no_msd"]}}))
+    monkeypatch.setattr(ImageTextEmbedder, "write", lambda self, table, city: None)  # keep the pipeline's tables
+    calls = []
+    original = ImageTextEmbedder.refine
+    monkeypatch.setattr(ImageTextEmbedder, "refine", lambda self, *a: calls.append(self.name) or original(self, *a))
+    bundle = CityBundle(params["paths"]["bundle"])
+    results = stage.run_all(params, bundle)
+    assert calls == ["urbanln_sv"]
+    first, second = results["urbanln_sv"].method, results["urbanln_sv_no_msd"].method
+    assert second.refined is first.refined and second.pretrained is first.pretrained
+    city = City(params, bundle, progress=False)
+    rows, table, _ = second.training_rows(city)
+    again = original(second, second.pretrained, second.tokens(city)[np.array(rows, dtype=np.int64)], table)
+    pd.testing.assert_frame_equal(again, second.refined)
+    mismatched = ImageTextEmbedder(second.run, second.config, second.settings, second.captions,
+                                   pretrained=second.pretrained, refined=second.refined.iloc[::-1])
+    with pytest.raises(ValueError, match="not those of this run's images"):
+        mismatched.fit(city)

@@ -120,11 +120,9 @@ class ImageTextConfig:
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "cpu": {
         "urbanclip": dict(width=128, layers=1, heads=4, text_width=64, text_layers=2, text_heads=2, decoder_layers=1,
-                          embed_dim=128, caption_queries=16, context_length=77, epochs=10, batch_size=32, lr=3e-4,
-                          threads=1),
+                          embed_dim=128, caption_queries=16, context_length=77, epochs=10, batch_size=32, lr=3e-4),
         "urbanln": dict(width=128, layers=1, heads=4, text_width=64, text_layers=1, text_heads=2, embed_dim=128,
-                        context_length=77, pretrain_epochs=2, epochs=3, batch_size=64, lr=3e-4, queue_size=256,
-                        threads=1),
+                        context_length=77, pretrain_epochs=2, epochs=3, batch_size=64, lr=3e-4, queue_size=256),
     },
     "paper": {
         "urbanclip": dict(width=1024, layers=12, heads=16, text_width=768, text_layers=12, text_heads=12,

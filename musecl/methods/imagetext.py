@@ -98,7 +98,7 @@ class ImageTextEmbedder(RegionEmbedder):
     """
 
     def __init__(self, run: ImageTextRun, config, settings: Mapping[str, Any],
-                 captions: pd.DataFrame | None = None, pretrained=None) -> None:
+                 captions: pd.DataFrame | None = None, pretrained=None, refined: pd.DataFrame | None = None) -> None:
         super().__init__(run.name)
         self.run, self.config, self.settings = run, config, dict(settings)
         self.captions = captions  # image_id, caption (the selected / UrbanCLIP captioner's captions of this modality)
@@ -106,7 +106,9 @@ class ImageTextEmbedder(RegionEmbedder):
         self.pretrain_history: pd.DataFrame | None = None
         self.model = None
         self.history: pd.DataFrame | None = None
-        self.refined: pd.DataFrame | None = None
+        # UrbanLN: the refined captions; given, they are used as they are (a run sharing `pretrained` and the captions
+        # refines to the same table, so the stage computes it once)
+        self.refined: pd.DataFrame | None = refined
         self.val_regions: np.ndarray | None = None
         self.dropped_images = 0  # images without a caption (left out of training, still embedded)
 
@@ -157,7 +159,10 @@ class ImageTextEmbedder(RegionEmbedder):
             pretrained = self.pretrained
             long = table["caption"].tolist()
             if self.run.refine:
-                self.refined = self.refine(pretrained, x, table)
+                if self.refined is None:
+                    self.refined = self.refine(pretrained, x, table)
+                elif self.refined["image_id"].tolist() != table["image_id"].tolist():
+                    raise ValueError(f"{self.name}: the given refined captions are not those of this run's images")
                 long = self.refined["caption"].tolist()
             short = [caption_sentences(c)[0] for c in table["caption"]]
             self.model, self.history = fit_urbanln(x, short, long, val_mask, self.config, seed,

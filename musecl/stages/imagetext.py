@@ -2,9 +2,9 @@
 the city's images and captions, their held-out retrieval, UrbanLN's refinement step and the stretched positional
 embeddings, and one embedding table per run (`<paths.work>/embeddings/<run>.parquet`) for the evaluation.
 
-Runs of UrbanLN that share a modality and a caption selection share the short-caption pretraining (phase (a)), and
-every run of a modality shares the frozen trunk's tokens (computed once per process), so the ablations cost only
-their own long-caption phase.
+Runs of UrbanLN that share a modality and a caption selection share the short-caption pretraining (phase (a)) and
+the refinement it scores, and every run of a modality shares the frozen trunk's tokens (computed once per process),
+so the ablations cost only their own long-caption phase.
 """
 from __future__ import annotations
 
@@ -133,7 +133,8 @@ def run_all(params: Mapping[str, Any], bundle, progress: bool = False,
     cfg = imagetext_settings(params)
     city = City(dict(params), bundle, progress=progress)
     candidates = load_candidates(params, bundle)
-    shared: dict[tuple[str, str], Any] = {}
+    shared: dict[tuple[str, str], Any] = {}  # (modality, captions) -> UrbanLN's short-caption model
+    refined: dict[tuple[str, str], pd.DataFrame] = {}  # (modality, captions) -> its refined captions
     results: dict[str, RunResult] = {}
     settings = {"val_fraction": float(cfg.get("val_fraction", 0.2)), "refine": dict(cfg.get("refine") or {})}
     for run in runs(params):
@@ -141,11 +142,15 @@ def run_all(params: Mapping[str, Any], bundle, progress: bool = False,
             continue
         start = time.perf_counter()
         key = (run.modality, run.captions)
+        ln = run.model == "urbanln"
         method = ImageTextEmbedder(run, run_config(params, run), settings, captions_for(params, run, candidates),
-                                   pretrained=shared.get(key) if run.model == "urbanln" else None)
+                                   pretrained=shared.get(key) if ln else None,
+                                   refined=refined.get(key) if ln and run.refine else None)
         method.fit(city)
-        if run.model == "urbanln":
+        if ln:
             shared.setdefault(key, method.pretrained)
+            if method.refined is not None:
+                refined.setdefault(key, method.refined)
         method.write(method.transform(city), city)
         method.save(city.models / "imagetext" / run.name)
         results[run.name] = RunResult(run, method, time.perf_counter() - start)

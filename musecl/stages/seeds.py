@@ -5,7 +5,7 @@ This stage trains all of them again with `t + k` for k = 1 .. `training_seeds.ex
 caches and captions, so that the evaluation can report mean ± std over training seeds × folds and pair its tests over
 both. The frozen image trunks (:mod:`musecl.encoders.trunk`) are computed once and kept on disk, so an extra seed
 costs the training, not the trunk. With `n_jobs` > 1 the seeds train side by side, one process per seed with
-`threads_per_job` torch threads each (the image-text runs use their own `threads`, one in the `cpu` preset). Every
+`threads_per_job` torch threads each (the image-text runs too: their `threads` is null in both presets). Every
 seed trains with `threads_per_job` threads (null: this process's torch threads) whether it runs in its own process or
 in this one, so the tables do not depend on `n_jobs`. The default runs the seeds one after the other in this process:
 on the 2-core development machine two seed processes with one thread each took 10.4 min instead of about 15, but
