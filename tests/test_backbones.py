@@ -143,8 +143,9 @@ def test_trunk_cache_trains_what_the_pixel_path_trains(tmp_path, kind):
     with torch.no_grad():
         a, b = cached.model.eval()(x), pixels.model.eval()(x)
     # the cached trunk runs channels_last in chunks (trunk.run_trunk): ~1e-6 relative rounding, grown to ~1e-3 by two
-    # epochs of training; a wrong augmentation variant moves the outputs by ~0.1
-    assert torch.allclose(a, b, atol=5e-3, rtol=1e-3), (a - b).abs().max()
+    # epochs of training (up to 6e-3 on a 2-core AMD EPYC, 2026-12-02); a wrong augmentation variant moves the
+    # outputs by ~0.1
+    assert torch.allclose(a, b, atol=2e-2, rtol=1e-3), (a - b).abs().max()
     assert np.allclose(cached.history["train_loss"].to_numpy()[1:], pixels.history["train_loss"].to_numpy()[1:],
                        rtol=1e-3)
     frozen_before = build_encoder(spec, seed=1).state_dict()
