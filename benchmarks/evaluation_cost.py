@@ -20,7 +20,6 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 
@@ -84,6 +83,7 @@ def main() -> None:
     print("\nall MLP fits: " + ", ".join(f"{v:.0f} CPU-s at {k}'s rate" for k, v in totals.items())
           + f" ({args.threads} thread(s) per fit); with evaluation.n_jobs = {settings.n_jobs} that is at least "
           f"{low / 60 / max(1, settings.n_jobs):.1f} min of the stage's wall time")
+
 
 if __name__ == "__main__":
     main()

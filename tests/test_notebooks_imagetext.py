@@ -56,15 +56,12 @@ def test_image_text_notebook(tiny_pipeline) -> None:
 def test_runs_sharing_captions_share_one_refinement(tiny_pipeline, tmp_path, monkeypatch) -> None:
     """The stage refines the captions once per (modality, captions): a second run gets the first one's table, and
     it is what refining again with the shared short-caption model gives."""
-    from pathlib import Path
-
-    from musecl.config import deep_merge, load_params
+    from musecl.config import deep_merge, load_params, repo_root
     from musecl.methods import City, ImageTextEmbedder
     from musecl.stages import imagetext as stage
 
     tiny_pipeline.run("04c_image_text")  # the tiny city's captions and image caches
-    root = Path(__file__).resolve().parents[1]
-    params = load_params(root / "params.yaml", deep_merge(tiny_pipeline.overrides, {
+    params = load_params(repo_root() / "params.yaml", deep_merge(tiny_pipeline.overrides, {
         "paths": {"models": str(tmp_path / "models")},
         "imagetext": {"selected": ["urbanln_sv", "urbanln_sv_no_msd"]}}))
     monkeypatch.setattr(ImageTextEmbedder, "write", lambda self, table, city: None)  # keep the pipeline's tables
