@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed-$(shell cat $(LOCK) pyproject.toml 2>/dev/null | sha
 export PYTHONHASHSEED := 0
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: env browser repro test lab clean-env
+.PHONY: env browser repro test readme lab clean-env
 
 env: $(STAMP)
 
@@ -45,6 +45,11 @@ browser:
 
 test: env browser
 	$(BIN)/python -m pytest -n auto --dist loadgroup  # one worker per core; tests/conftest.py groups the tests
+
+# The README's results summary: reports/07_paper_figures/summary.md (written by the `figures` stage) copied between its
+# markers; tests/test_readme.py fails while they differ.
+readme: env
+	$(BIN)/python -m musecl.readme
 
 lab: env
 	$(BIN)/jupyter lab notebooks/

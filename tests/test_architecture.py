@@ -18,7 +18,7 @@ LAYERS: list[set[str]] = [
     {"data", "synthetic", "opendata", "embeddings", "plots", "oracle"},  # the city bundle: read, made, checked
     {"mobility", "pairs", "encoders", "text", "fusion", "evaluation", "imagetext"},  # algorithms on bundles and tables
     {"methods"},  # one shape for representation methods
-    {"stages", "prepare", "notebooks"},  # stage glue that notebooks call
+    {"stages", "prepare", "notebooks", "readme"},  # stage glue that notebooks call; the README's generated summary
 ]
 # Imports inside one layer that are allowed (everything else in a layer stays independent).
 SAME_LAYER = {("pairs", "mobility"), ("pairs", "encoders"), ("imagetext", "encoders"), ("opendata", "data"), ("synthetic", "data"),

@@ -56,6 +56,9 @@ def test_paper_figures_notebook(tiny_pipeline):
     paper = (out / "tables" / "paper_vs_ours.md").read_text()
     # every row of the paper's tables has a counterpart here now (baselines and variants stages)
     assert "| PD | Inception v3 | SV ImageNet (Lite0) |" in paper and "not evaluated here yet" not in paper
+    summary = (out / "summary.md").read_text()  # the README's block on the tiny city: the table and the findings
+    assert "| MuseCL |" in summary and "| best baseline |" in summary and "| *ceiling: oracle* |" in summary
+    assert "What the numbers show:" in summary and "**MuseCL** vs **UrbanLN+SV**" in summary
     for png in ("r2_bars_paper_protocol.png", "r2_bars_robust_protocol.png", "ablation_bars.png",
                 "predicted_vs_true.png", "indicator_maps.png", "sensitivity.png"):
         assert (out / png).stat().st_size > 10_000
