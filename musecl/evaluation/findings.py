@@ -62,11 +62,12 @@ def averaged_over(part: pd.DataFrame) -> str:
     return over
 
 
-def _combo(results: pd.DataFrame, protocol: str, regressor: str) -> pd.DataFrame:
+def combination_rows(results: pd.DataFrame, protocol: str, regressor: str) -> pd.DataFrame:
+    """The score rows of one protocol and regressor; a clear error naming the combinations there are when none."""
     part = results[(results["protocol"] == protocol) & (results["regressor"] == regressor)]
     if part.empty:
         have = sorted(map(tuple, results[["protocol", "regressor"]].drop_duplicates().to_numpy()))
-        raise ValueError(f"findings: no results for protocol '{protocol}' with regressor '{regressor}' (have {have})")
+        raise ValueError(f"no results for protocol '{protocol}' with regressor '{regressor}' (have {have})")
     return part
 
 
@@ -81,7 +82,7 @@ def robust_findings(
 ) -> list[str]:
     """Markdown bullets for one protocol and regressor: ours' mean R² and rank, then per indicator ours against the
     best baseline (gap and corrected resampled t-test), the ceiling and the best floor."""
-    part = _combo(results, protocol, regressor)
+    part = combination_rows(results, protocol, regressor)
     ours = [m for m, r in roles.items() if r == "ours" and m in set(part["method"])]
     if not ours:
         raise ValueError(f"findings: no representation with role 'ours' has results for {protocol}/{regressor}")
@@ -200,7 +201,7 @@ def evaluation_findings(
 def _without_ours(results: pd.DataFrame, roles: Mapping[str, str], protocol: str, regressor: str, ours: str,
                   reason: str) -> str:
     """The robust finding when ours was not run: which evaluated representation leads on the mean R²."""
-    part = _combo(results, protocol, regressor)
+    part = combination_rows(results, protocol, regressor)
     summary = part.groupby(["method", "indicator"], sort=False)["r2"].mean().rename("r2_mean").reset_index()
     table = mean_r2_table(summary.assign(protocol=protocol, regressor=regressor), roles, protocol, regressor)
     compared = table[table["role"] != "reference"].sort_values("mean_r2", ascending=False, kind="stable")

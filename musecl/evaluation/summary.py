@@ -18,17 +18,9 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from musecl.evaluation.findings import averaged_over, indicator_order, label
+from musecl.evaluation.findings import averaged_over, combination_rows, indicator_order, label
 from musecl.evaluation.stats import compare_to_best_baseline
 from musecl.storage import write_text
-
-
-def _part(results: pd.DataFrame, protocol: str, regressor: str) -> pd.DataFrame:
-    part = results[(results["protocol"] == protocol) & (results["regressor"] == regressor)]
-    if part.empty:
-        raise ValueError(f"summary: no results for protocol '{protocol}' with regressor '{regressor}' "
-                         "(evaluation.figures.robust in params.yaml)")
-    return part
 
 
 def _p(p: float) -> str:
@@ -46,7 +38,7 @@ def summary_table(
 ) -> str:
     """The Markdown summary table (see the module docstring). A configured method without results shows "n/a"; a
     configured row whose methods all lack results is left out (a city without that modality)."""
-    part = _part(results, protocol, regressor)
+    part = combination_rows(results, protocol, regressor)
     means = part.groupby(["method", "indicator"], sort=False)["r2"].mean().unstack("indicator")
     indicators = indicator_order(means.columns)
     ours = next((m for m, r in roles.items() if r == "ours" and m in means.index), None)
@@ -87,7 +79,7 @@ def summary_markdown(
     """The summary file: a sentence saying what the numbers are, the table, then `findings` (the evaluation's "What
     this shows" bullets) and `comparisons` (the paired comparisons' sentences), both written from the same results."""
     protocol, regressor = robust["protocol"], robust["regressor"]
-    part = _part(results, protocol, regressor)
+    part = combination_rows(results, protocol, regressor)
     intro = (f"Mean R² per indicator, {protocol} protocol with {regressor}, over {averaged_over(part)}; p: the "
              f"corrected resampled t-test paired over the folds (and seeds). Written by the `figures` stage "
              f"(`reports/07_paper_figures/summary.md`) from the run's results.")
